@@ -1,0 +1,84 @@
+"""Rule tracking: the ``rules`` table as the driver uses it.
+
+A rule is *reserved* (status pending, no external id) before it is pushed, and
+*applied* with the device's id after. A crash between the two leaves a pending
+row, which the next attempt resolves by finding the rule on the device by its
+tag instead of pushing a duplicate. Allocated ids (VyOS rule numbers) are
+claimed through the unique ``(device_id, service, external_id)`` constraint, so
+two workers never hand out the same number.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Optional
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from nfp.db.rules import PushedRule, RuleState
+
+
+class RuleTracker:
+    """Repository over ``rules`` for one driver."""
+
+    def __init__(self, session_factory: Callable):
+        self._sessions = session_factory
+
+    def recorded(self, nf_id: str, device_id: str, service: str) -> dict[str, PushedRule]:
+        """The NF's rules of ``service`` on the device, by name."""
+        with self._sessions() as session:
+            rows = session.scalars(select(PushedRule).where(
+                PushedRule.nf_id == nf_id, PushedRule.device_id == device_id,
+                PushedRule.service == service))
+            return {row.name: row for row in rows}
+
+    def on_device(self, device_id: str, service: Optional[str] = None) -> list[PushedRule]:
+        """Every tracked rule on a device (all NFs), optionally of one service."""
+        query = select(PushedRule).where(PushedRule.device_id == device_id)
+        if service:
+            query = query.where(PushedRule.service == service)
+        with self._sessions() as session:
+            return list(session.scalars(query.order_by(PushedRule.created_at)))
+
+    def reserve(self, *, nf_id: str, device_id: str, vendor: str, service: str, resource: str,
+                name: str, rule_tag: str, body_hash: str) -> PushedRule:
+        """Insert a pending row, or return the existing one for this NF/service/name."""
+        row = PushedRule(nf_id=nf_id, device_id=device_id, vendor=vendor, service=service,
+                         resource=resource, name=name, rule_tag=rule_tag, body_hash=body_hash,
+                         status=RuleState.PENDING)
+        try:
+            with self._sessions() as session, session.begin():
+                session.add(row)
+            return row
+        except IntegrityError:
+            existing = self.recorded(nf_id, device_id, service).get(name)
+            if existing is None:
+                raise
+            return existing
+
+    def claim_external_id(self, row_id: str, candidates: Iterable[str]) -> Optional[str]:
+        """Set the first free candidate as the row's external id; None if all are taken."""
+        for candidate in candidates:
+            try:
+                with self._sessions() as session, session.begin():
+                    session.execute(update(PushedRule).where(PushedRule.id == row_id)
+                                    .values(external_id=candidate))
+                return candidate
+            except IntegrityError:
+                continue
+        return None
+
+    def applied(self, row_id: str, external_id: str, body_hash: str) -> None:
+        """The device accepted the rule under ``external_id``."""
+        with self._sessions() as session, session.begin():
+            session.execute(update(PushedRule).where(PushedRule.id == row_id).values(
+                external_id=external_id, body_hash=body_hash, status=RuleState.APPLIED))
+
+    def forget_external_id(self, row_id: str) -> None:
+        """The device no longer has the rule (drift); keep the row pending."""
+        with self._sessions() as session, session.begin():
+            session.execute(update(PushedRule).where(PushedRule.id == row_id).values(
+                external_id=None, status=RuleState.PENDING))
+
+    def remove(self, row_id: str) -> None:
+        with self._sessions() as session, session.begin():
+            session.execute(delete(PushedRule).where(PushedRule.id == row_id))

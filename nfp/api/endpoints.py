@@ -1,0 +1,279 @@
+"""The orchestrator's RPC endpoints: validate, persist the intent and its first
+step in one transaction, then hand the step to its worker.
+
+Mutations arrive in batches (group commit): one transaction for the whole
+batch, acked by the listener only after it commits. Reads are answered straight
+from the database.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Callable, Optional
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from nfp.api import schemas
+from nfp.db.models import NetworkFunction, NFStatus, RpcRequest
+from nfp.engine import store
+from nfp.engine.events import EventSpec
+from nfp.exceptions import Conflict, InvalidRequest, NotFound
+from nfp.resources import ResourceError, parse_resource
+from nfp.rpc.types import IncomingRequest, Outcome
+from nfp.workers.lifecycle import common
+from nfp.workers.lifecycle.network_function import OP_STATUS
+
+LOG = logging.getLogger(__name__)
+
+OP_METHODS = {
+    "update_network_function": ("update", schemas.UpdateArgs),
+    "policy_target_added_notification": ("pt_add", schemas.PolicyTargetArgs),
+    "policy_target_removed_notification": ("pt_remove", schemas.PolicyTargetArgs),
+    "consumer_ptg_added_notification": ("consumer_add", schemas.ConsumerArgs),
+    "consumer_ptg_removed_notification": ("consumer_remove", schemas.ConsumerArgs),
+    "chain_parameters_updated_notification": ("chain_parameters", schemas.ChainParamsArgs),
+}
+MUTATIONS = {"create_network_function", "delete_network_function", "network_function_notification",
+             *OP_METHODS}
+READS = {"get_network_function", "get_network_functions", "get_network_function_details"}
+FILTER_COLUMNS = {"id", "name", "tenant_id", "service_id", "service_chain_id", "service_profile_id",
+                  "status", "service_type", "service_vendor", "device_type"}
+
+
+def validate_service_config(raw: Any, field: str) -> None:
+    """Reject a bad resource before anything is stored or touches a device."""
+    for index, element in enumerate(common.parse_service_config(raw)):
+        if element.get("resource") == "heat":
+            continue
+        try:
+            parse_resource(element.get("resource"), element.get("resource_data"),
+                           prefix=f"{field}.config[{index}].resource_data")
+        except ResourceError as exc:
+            name = exc.field if exc.field != "resource" else f"{field}.config[{index}].resource"
+            raise InvalidRequest(name, exc.reason) from None
+
+
+class OrchestratorEndpoints:
+    """Implements :class:`nfp.rpc.types.Dispatcher` for the orchestrator topics.
+
+    Parameters:
+        sessionmaker: SQLAlchemy session factory.
+        dispatch(callable): ``(refs) -> None`` hands committed steps to workers.
+    """
+
+    def __init__(self, conf, sessionmaker, dispatch: Callable[[list], None]):
+        self.conf = conf
+        self.sessionmaker = sessionmaker
+        self.dispatch = dispatch
+
+    # -- Dispatcher protocol ----------------------------------------------
+    def has_method(self, topic: str, method: str) -> bool:
+        return method in MUTATIONS or method in READS
+
+    def is_read(self, topic: str, method: str) -> bool:
+        return method in READS
+
+    def handle_mutations(self, requests: list[IncomingRequest]) -> list[Outcome]:
+        try:
+            return self._batch(requests)
+        except SQLAlchemyError:
+            if len(requests) == 1:
+                raise
+            LOG.warning("group commit of %d requests failed; retrying them one by one", len(requests))
+            out: list[Outcome] = []
+            for req in requests:
+                out += self._batch([req])
+            return out
+
+    def handle_read(self, request: IncomingRequest) -> Outcome:
+        try:
+            with self.sessionmaker() as session:
+                return Outcome(result=getattr(self, f"_{request.method}")(session, request.args))
+        except (InvalidRequest, NotFound) as exc:
+            return Outcome(error=exc)
+
+    # -- batching -----------------------------------------------------------
+    def _batch(self, requests: list[IncomingRequest]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        refs: list = []
+        with self.sessionmaker.begin() as session:
+            seen = self._seen(session, [r.unique_id for r in requests if r.unique_id])
+            for req in requests:
+                if req.unique_id and req.unique_id in seen:
+                    outcomes.append(self._duplicate(session, seen[req.unique_id]))
+                    continue
+                outcome, new_refs, object_id = self._one(session, req)
+                outcomes.append(outcome)
+                refs += new_refs
+                if req.unique_id and outcome.error is None:
+                    session.add(RpcRequest(unique_id=req.unique_id, method=req.method,
+                                           object_id=object_id))
+                    seen[req.unique_id] = object_id
+        if refs:
+            self.dispatch(refs)
+        return outcomes
+
+    @staticmethod
+    def _seen(session, ids: list[str]) -> dict[str, Optional[str]]:
+        if not ids:
+            return {}
+        rows = session.execute(select(RpcRequest.unique_id, RpcRequest.object_id)
+                               .where(RpcRequest.unique_id.in_(ids)))
+        return dict(rows.all())
+
+    @staticmethod
+    def _duplicate(session, object_id: Optional[str]) -> Outcome:
+        nf = session.get(NetworkFunction, object_id) if object_id else None
+        return Outcome(result=common.nf_dict(nf) if nf else None)
+
+    def _one(self, session, req: IncomingRequest):
+        try:
+            with session.begin_nested():
+                if req.method == "create_network_function":
+                    return self._create(session, req)
+                if req.method == "delete_network_function":
+                    return self._delete(session, req)
+                if req.method == "network_function_notification":
+                    return self._notification(session, req)
+                return self._operation(session, req)
+        except (InvalidRequest, NotFound, Conflict) as exc:
+            if not req.is_call:
+                self._fail_cast(session, req, exc)
+            return Outcome(error=exc), [], None
+
+    def _fail_cast(self, session, req: IncomingRequest, exc: Exception) -> None:
+        nf_id = req.args.get("network_function_id") if isinstance(req.args, dict) else None
+        nf = session.get(NetworkFunction, nf_id) if isinstance(nf_id, str) and len(nf_id) <= 36 else None
+        if nf is not None and not isinstance(exc, Conflict) and nf.status != NFStatus.PENDING_DELETE:
+            common.set_nf_status(nf, NFStatus.ERROR, f"{req.method}: {exc}")
+            LOG.error("NF %s: %s rejected (%s); NF set to ERROR", nf.id, req.method, exc)
+        else:
+            LOG.error("cast %s rejected: %s", req.method, exc)
+
+    # -- mutations ------------------------------------------------------------
+    def _create(self, session, req):
+        nf_in = schemas.parse(schemas.NetworkFunctionIn, req.args.get("network_function")
+                              if isinstance(req.args.get("network_function"), dict) else None,
+                              "network_function.") if "network_function" in req.args else None
+        if nf_in is None:
+            raise InvalidRequest("network_function", "Field required")
+        flavor = nf_in.service_profile.flavor()
+        if not flavor.get("service_vendor"):
+            raise InvalidRequest("network_function.service_profile.service_flavor",
+                                 "must name service_vendor (service_vendor=X,device_type=Y)")
+        validate_service_config(nf_in.service_config, "network_function.service_config")
+        nf_id = nf_in.id or str(uuid.uuid4())
+        if session.get(NetworkFunction, nf_id) is not None:
+            raise Conflict(f"network function {nf_id} already exists")
+        raw_config = nf_in.service_config
+        if raw_config is None and nf_in.service_chain_node:
+            raw_config = nf_in.service_chain_node.config
+        nf = NetworkFunction(
+            id=nf_id, name=nf_in.name, description=nf_in.description, tenant_id=nf_in.tenant_id,
+            service_id=nf_in.service_chain_node.id if nf_in.service_chain_node else None,
+            service_chain_id=nf_in.service_chain_instance.id if nf_in.service_chain_instance else None,
+            service_profile_id=nf_in.service_profile.id,
+            service_config=raw_config if isinstance(raw_config, (str, type(None)))
+            else common.dump_service_config(common.parse_service_config(raw_config)),
+            status=NFStatus.PENDING_CREATE, service_type=nf_in.service_profile.service_type,
+            service_vendor=flavor["service_vendor"], device_type=flavor.get("device_type", "static"),
+            spec={"ports": nf_in.ports(), "management": nf_in.management or
+                  ({"id": nf_in.management_ptg_id} if nf_in.management_ptg_id else {}),
+                  "network_mode": nf_in.network_function_mode,
+                  "consumers": nf_in.consuming_ptgs_details or [], "flavor": flavor},
+            operation="create", generation=0)
+        session.add(nf)
+        session.flush()
+        refs = store.add(session, [EventSpec("nf.create", nf_id)])
+        LOG.info("NF %s accepted: %s %s on %s", nf_id, nf.service_type, nf.service_vendor, nf.device_type)
+        return Outcome(result=common.nf_dict(nf)), refs, nf_id
+
+    def _delete(self, session, req):
+        args = schemas.parse(schemas.DeleteArgs, req.args)
+        nf = common.get_nf(session, args.network_function_id, lock=True)
+        if nf is None:
+            raise NotFound(f"network function {args.network_function_id} not found")
+        if nf.status == NFStatus.PENDING_DELETE:
+            return Outcome(result=None), [], nf.id
+        cancelled = store.cancel_scope(session, nf.id)
+        nf.generation += 1
+        nf.operation = "delete"
+        common.set_nf_status(nf, NFStatus.PENDING_DELETE, "")
+        refs = store.add(session, [EventSpec("nf.delete", nf.id)], nf.generation)
+        LOG.info("NF %s: delete accepted; %d open step(s) pre-empted", nf.id, cancelled)
+        return Outcome(result=None), refs, nf.id
+
+    def _operation(self, session, req):
+        op, model = OP_METHODS[req.method]
+        args = schemas.parse(model, req.args)
+        nf = common.get_nf(session, args.network_function_id, lock=True)
+        if nf is None:
+            raise NotFound(f"network function {args.network_function_id} not found")
+        if nf.status == NFStatus.PENDING_DELETE:
+            raise Conflict(f"network function {nf.id} is being deleted")
+        payload_args = args.model_dump(mode="json", exclude={"network_function_id"})
+        if op == "update":
+            validate_service_config(args.config, "config")
+            cfg = args.config
+            payload_args["config"] = cfg if isinstance(cfg, str) else \
+                common.dump_service_config(common.parse_service_config(cfg))
+        token = f"{op}:{req.unique_id or uuid.uuid4().hex}"
+        if nf.operation is None:
+            nf.operation = token
+            common.set_nf_status(nf, OP_STATUS[op], "")
+        refs = store.add(session, [EventSpec("nf.op", nf.id, {"op": op, "token": token,
+                                                              "args": payload_args})], nf.generation)
+        return Outcome(result=None), refs, nf.id
+
+    def _notification(self, session, req):
+        args = schemas.parse(schemas.NotificationArgs, req.args)
+        data = args.notification_data
+        context = (data.get("info") or {}).get("context") or {}
+        items = data.get("notification") or []
+        failed = [n for n in items if isinstance(n, dict)
+                  and (n.get("data") or {}).get("status_code") == "FAILURE"]
+        event_id = context.get("event_id")
+        if isinstance(event_id, int):
+            ref = store.resume(session, event_id, {"status": "FAILURE" if failed else "SUCCESS",
+                                                   "error": [(n.get("data") or {}).get("error_msg")
+                                                             for n in failed]})
+            return Outcome(result=None), [ref] if ref else [], context.get("nf_id")
+        nf_id = context.get("nf_id")
+        nf = session.get(NetworkFunction, nf_id) if isinstance(nf_id, str) else None
+        if nf is not None and failed:
+            reason = "; ".join(str((n.get("data") or {}).get("error_msg") or n.get("resource"))
+                               for n in failed)
+            common.set_nf_status(nf, NFStatus.ERROR, f"configurator reported failure: {reason}")
+        return Outcome(result=None), [], nf_id
+
+    # -- reads ------------------------------------------------------------------
+    def _get_network_function(self, session, args: dict):
+        args = schemas.parse(schemas.NfIdArgs, args)
+        nf = session.get(NetworkFunction, args.network_function_id)
+        return common.nf_dict(nf) if nf else None
+
+    def _get_network_functions(self, session, args: dict):
+        filters = schemas.parse(schemas.FiltersArgs, args).filters or {}
+        stmt = select(NetworkFunction)
+        for key, values in filters.items():
+            if key not in FILTER_COLUMNS:
+                raise InvalidRequest(f"filters.{key}", f"unknown filter; use {sorted(FILTER_COLUMNS)}")
+            stmt = stmt.where(getattr(NetworkFunction, key).in_(values))
+        return [common.nf_dict(nf) for nf in session.scalars(stmt.order_by(NetworkFunction.created_at))]
+
+    def _get_network_function_details(self, session, args: dict):
+        args = schemas.parse(schemas.NfIdArgs, args)
+        nf = session.get(NetworkFunction, args.network_function_id)
+        if nf is None:
+            raise NotFound(f"network function {args.network_function_id} not found")
+        nfi = common.get_nfi(session, nf.id)
+        nfd = common.get_device(session, nfi.network_function_device_id if nfi else None)
+        return {"network_function": common.nf_dict(nf), "service_type": nf.service_type,
+                "network_function_instance": None if nfi is None else {
+                    "id": nfi.id, "name": nfi.name, "status": nfi.status,
+                    "status_description": nfi.status_description,
+                    "network_function_device_id": nfi.network_function_device_id,
+                    "port_info": [p.id for p in nfi.port_info]},
+                "network_function_device": None if nfd is None else {
+                    k: v for k, v in common.device_dict(nfd).items() if k != "extra"}}

@@ -1,0 +1,220 @@
+"""One typed configuration: YAML file, then ``NFP_*`` environment, then CLI flags.
+
+With nothing configured at all nfp runs embedded: SQLite and kombu's filesystem
+transport under ``state_dir``, so ``nfp serve`` and the ``nfp nf`` commands work
+on one host with no broker and no database server.
+
+Environment variables: ``NFP_DATABASE_URL``, ``NFP_TRANSPORT_URL``,
+``NFP_STATE_DIR``, ``NFP_CONFIG`` (the YAML file), and
+``NFP_<SECTION>__<KEY>`` for any other key (``NFP_ORCHESTRATOR__WORKERS=4``).
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_CONFIG_FILE = "/etc/nfp/nfp.yaml"
+
+
+def default_state_dir() -> Path:
+    """``$NFP_STATE_DIR``, else ``/var/lib/nfp`` for root, else ``~/.local/state/nfp``."""
+    if os.environ.get("NFP_STATE_DIR"):
+        return Path(os.environ["NFP_STATE_DIR"])
+    if os.geteuid() == 0:
+        return Path("/var/lib/nfp")
+    return Path.home() / ".local" / "state" / "nfp"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseConf(_Section):
+    #: SQLAlchemy URL; empty means SQLite at ``<state_dir>/nfp.db``.
+    url: str = ""
+    pool_size: int = Field(default=10, ge=1)
+    echo: bool = False
+
+
+class TransportConf(_Section):
+    #: kombu URL (``amqp://guest:guest@127.0.0.1:5672//``); empty means the
+    #: broker-less filesystem transport under ``<state_dir>/bus``.
+    url: str = ""
+    #: oslo ``control_exchange``: ``openstack``, or ``neutron`` for node drivers in neutron-server.
+    control_exchange: str = "openstack"
+    #: mirror the callers' oslo ``amqp_durable_queues``
+    durable_queues: bool = False
+    #: mirror the callers' oslo ``rabbit_quorum_queue``
+    quorum_queues: bool = False
+    #: unacked messages the listener holds; also the largest group-commit batch
+    prefetch: int = Field(default=1000, ge=1)
+    #: seconds between polls on the filesystem transport
+    polling_interval: float = Field(default=0.02, gt=0)
+
+
+class RpcConf(_Section):
+    topic: str = "nfp-service-orchestrator"
+    notification_topic: str = "nfp-nso-notification-topic"
+    #: the ``server`` of ``topic.<host>``
+    host: str = Field(default_factory=socket.gethostname)
+    #: larger request bodies are refused with an error naming the size
+    max_message_bytes: int = Field(default=1 << 20, ge=1024)
+    #: oslo notifications topic for ``nfp.network_function.*`` events
+    notifications_topic: str = "notifications"
+    publisher_id: str = "nfp.orchestrator"
+    #: threads answering reads (get_*) while mutations are group-committed
+    read_threads: int = Field(default=2, ge=1)
+
+
+class OrchestratorConf(_Section):
+    #: worker processes; 0 means the CPU count
+    workers: int = Field(default=0, ge=0)
+    #: handler threads per worker (driver calls block on I/O)
+    threads_per_worker: int = Field(default=16, ge=1)
+    #: default step deadline in seconds
+    step_deadline: float = Field(default=300, gt=0)
+    #: a step that crashed its worker this many times is failed, not retried again
+    max_attempts: int = Field(default=5, ge=1)
+    #: device status poll: interval seconds and maximum count (upstream 10 s x 25)
+    device_poll_interval: float = Field(default=10, gt=0)
+    device_poll_max: int = Field(default=25, ge=1)
+    #: seconds a step waits for an asynchronous configurator notification
+    config_wait_timeout: float = Field(default=600, gt=0)
+    #: SIGTERM: seconds running steps get to finish
+    drain_timeout: float = Field(default=30, ge=0)
+    #: a worker silent this long is killed and respawned
+    worker_heartbeat_timeout: float = Field(default=30, gt=0)
+    #: an operation arriving while another runs on the same NF waits this many seconds at most
+    busy_wait_max: float = Field(default=3600, gt=0)
+
+
+class ConfiguratorConf(_Section):
+    #: ``direct`` runs config drivers in the worker process
+    client: Literal["direct"] = "direct"
+    #: map a flavor's service_vendor to another vendor's driver (``{vyos: memory}``)
+    vendor_aliases: dict[str, str] = Field(default_factory=dict)
+
+
+class SecretsConf(_Section):
+    #: file holding the Fernet key; created on first use when missing
+    key_file: str = ""
+    #: environment variable that may hold the key instead
+    key_env: str = "NFP_SECRET_KEY"
+
+
+class LoggingConf(_Section):
+    level: str = "INFO"
+    file: str = ""
+
+
+class NfpConfig(BaseModel):
+    """The whole configuration, validated at start."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state_dir: str = ""
+    database: DatabaseConf = Field(default_factory=DatabaseConf)
+    transport: TransportConf = Field(default_factory=TransportConf)
+    rpc: RpcConf = Field(default_factory=RpcConf)
+    orchestrator: OrchestratorConf = Field(default_factory=OrchestratorConf)
+    configurator: ConfiguratorConf = Field(default_factory=ConfiguratorConf)
+    secrets: SecretsConf = Field(default_factory=SecretsConf)
+    logging: LoggingConf = Field(default_factory=LoggingConf)
+    #: per device driver options, ``{static: {devices: [...]}}``. The embedded
+    #: default is one ``memory`` appliance, so a bare ``nfp serve`` can run NFs.
+    device_drivers: dict[str, dict[str, Any]] = Field(default_factory=lambda: {
+        "static": {"devices": [{"id": "memory-appliance-1", "name": "memory appliance",
+                                "service_vendor": "memory", "max_interfaces": 64}]}})
+    #: per config driver options, keyed by vendor
+    config_drivers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: the file this was loaded from, if any
+    source: Optional[str] = None
+
+    # -- derived values --------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir) if self.state_dir else default_state_dir()
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.state_path / 'nfp.db'}"
+
+    @property
+    def transport_url(self) -> str:
+        return self.transport.url or f"filesystem://{self.state_path / 'bus'}"
+
+    @property
+    def worker_count(self) -> int:
+        return self.orchestrator.workers or (os.cpu_count() or 1)
+
+    @property
+    def secret_key_file(self) -> Path:
+        return Path(self.secrets.key_file) if self.secrets.key_file else self.state_path / "secret.key"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    shortcuts = {"NFP_DATABASE_URL": ("database", "url"),
+                 "NFP_TRANSPORT_URL": ("transport", "url"),
+                 "NFP_STATE_DIR": ("state_dir",)}
+    for var, path in shortcuts.items():
+        if environ.get(var):
+            _set(out, path, environ[var])
+    for var, value in environ.items():
+        if var.startswith("NFP_") and "__" in var:
+            path = tuple(p.lower() for p in var[4:].split("__"))
+            _set(out, path, yaml.safe_load(value) if value else value)
+    return out
+
+
+def _set(tree: dict, path: tuple, value: Any) -> None:
+    for key in path[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[path[-1]] = value
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load(path: Optional[str] = None, overrides: Optional[dict] = None,
+         environ: Optional[dict[str, str]] = None) -> NfpConfig:
+    """Build the config from ``path`` (or ``$NFP_CONFIG``, or /etc/nfp/nfp.yaml if it
+    exists), the environment and ``overrides`` (CLI flags), in that order."""
+    environ = dict(os.environ if environ is None else environ)
+    path = path or environ.get("NFP_CONFIG")
+    if not path and Path(DEFAULT_CONFIG_FILE).exists():
+        path = DEFAULT_CONFIG_FILE
+    data: dict = {}
+    if path:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+    data = _merge(data, _env_overrides(environ))
+    data = _merge(data, overrides or {})
+    try:
+        conf = NfpConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{path or 'configuration'}: {key}: {err['msg']}") from None
+    conf.source = path
+    return conf

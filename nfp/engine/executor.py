@@ -1,0 +1,177 @@
+"""Run one step and commit its outcome atomically with its completion.
+
+``run`` is what a worker thread calls for an event id. It returns what the
+worker must do next: events to dispatch (follow-ups, released fan-in parents,
+re-scheduled polls) and notifications to publish, all already committed.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from nfp.db.base import utcnow
+from nfp.db.models import Event, EventStatus
+from nfp.engine import registry, store
+from nfp.engine.events import Outcome, fail
+from nfp.engine.step import Step
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class Result:
+    """What the worker does after a step: dispatch ``refs``, publish ``notify``."""
+
+    refs: list[store.Ref] = field(default_factory=list)
+    notify: list[tuple[str, dict]] = field(default_factory=list)
+    #: the step closed (done, failed, or found already closed)
+    closed: bool = True
+    #: why nothing was committed, if so
+    dropped: Optional[str] = None
+
+
+class Executor:
+    """Runs steps against one database with one set of services."""
+
+    def __init__(self, sessionmaker, services: Any, max_attempts: int = 5):
+        self.sessionmaker = sessionmaker
+        self.services = services
+        self.max_attempts = max_attempts
+
+    # -- entry points -----------------------------------------------------
+    def claim(self, event_ids: list[int]) -> None:
+        """Count a start for each step about to run, in one transaction. Committed
+        before the handlers run, so a step that kills its worker is still counted."""
+        with self.sessionmaker.begin() as session:
+            store.claim(session, event_ids)
+
+    def run(self, event_id: int) -> Result:
+        """Run the step ``event_id`` if it is due and still open (claim it first)."""
+        session = self.sessionmaker()
+        try:
+            return self._run(session, event_id)
+        except SQLAlchemyError as exc:
+            session.rollback()
+            LOG.error("step %s: database error %s; it stays pending and will be retried",
+                      event_id, exc.__class__.__name__)
+            return Result(closed=False, dropped="database error")
+        finally:
+            session.close()
+
+    def expire(self, event_id: int, reason: str) -> Result:
+        """Fail a step from outside (deadline watchdog); a late result is then dropped."""
+        session = self.sessionmaker()
+        try:
+            row = self._load(session, event_id)
+            if row is None or row.status not in EventStatus.OPEN:
+                return Result(dropped="already closed")
+            result = self._fail(session, row, reason)
+            session.commit()
+            return result
+        finally:
+            session.close()
+
+    # -- internals --------------------------------------------------------
+    @staticmethod
+    def _load(session, event_id: int):
+        return session.execute(select(Event.__table__).where(Event.id == event_id)).first()
+
+    def _run(self, session, event_id: int) -> Result:
+        row = self._load(session, event_id)
+        if row is None or row.status not in EventStatus.OPEN or row.pending_children > 0:
+            session.rollback()
+            return Result(dropped="not open")
+        now = utcnow()
+        if row.due_at > now:
+            session.rollback()
+            return Result(refs=[store.Ref(row.id, row.key, row.key_hash, row.due_at, row.type)],
+                          closed=False, dropped="not due")
+        if row.status == EventStatus.WAITING:
+            result = self._fail(session, row, "timed out waiting for a configurator notification")
+            session.commit()
+            return result
+        spec = registry.lookup(row.type)
+        step = Step(event=row, session=session, services=self.services,
+                    notification=(row.result or {}).get("notification"))
+        if spec is None:
+            outcome = fail(f"no handler for step type {row.type!r}")
+        elif row.attempts >= self.max_attempts:
+            outcome = fail(f"step {row.type} was interrupted {row.attempts} times; giving up")
+        else:
+            outcome = self._call(spec, step, session)
+        try:
+            result = self._apply(session, row, outcome, step)
+            session.commit()
+            return result
+        except SQLAlchemyError as exc:
+            session.rollback()
+            LOG.error("step %s %s: commit failed (%s); failing it", row.id, row.type,
+                      exc.__class__.__name__)
+            row = self._load(session, event_id)
+            result = self._fail(session, row, f"could not commit step result: {exc.__class__.__name__}")
+            session.commit()
+            return result
+
+    def _call(self, spec, step: Step, session) -> Outcome:
+        try:
+            outcome = spec.fn(step)
+        except Exception as exc:  # a handler bug must fail the step, not the worker
+            LOG.exception("step %s %s (scope %s) raised; failing it", step.id, spec.name, step.scope)
+            session.rollback()
+            return fail(f"{spec.name}: {exc.__class__.__name__}: {exc}")
+        if not isinstance(outcome, Outcome):
+            return fail(f"{spec.name} returned {type(outcome).__name__}, not an Outcome")
+        return outcome
+
+    def _apply(self, session, row, outcome: Outcome, step: Step) -> Result:
+        if outcome.kind == "poll":
+            if row.polls + 1 >= (outcome.max_polls or 1):
+                outcome = fail(f"{row.type}: gave up after {row.polls + 1} polls")
+            else:
+                ref = store.reschedule(session, row.id, outcome.interval, result=outcome.result)
+                return Result(refs=[ref] if ref else [], closed=False,
+                              dropped=None if ref else "cancelled")
+        if outcome.kind == "wait":
+            ref = store.reschedule(session, row.id, outcome.interval, EventStatus.WAITING,
+                                   count_poll=False)
+            return Result(refs=[ref] if ref else [], closed=False)
+        if outcome.kind == "fail":
+            return self._fail(session, row, outcome.reason or "failed", step)
+        if not store.finish(session, row.id, EventStatus.DONE, outcome.result):
+            session.rollback()  # cancelled or expired meanwhile: drop the late result
+            return Result(dropped="closed meanwhile")
+        refs = store.add(session, outcome.emit, row.generation, parent_id=None)
+        refs += self._release(session, row)
+        return Result(refs=refs, notify=outcome.notify)
+
+    def _fail(self, session, row, reason: str, step: Optional[Step] = None) -> Result:
+        LOG.warning("step %s %s (scope %s) failed: %s", row.id, row.type, row.scope, reason)
+        session.rollback()  # the failed attempt's own writes never commit
+        if not store.finish(session, row.id, EventStatus.FAILED, error=reason[:4000]):
+            session.rollback()
+            return Result(dropped="closed meanwhile")
+        refs, notify = [], []
+        spec = registry.lookup(row.type)
+        if spec and spec.on_failure:
+            fresh = Step(event=row, session=session, services=self.services)
+            try:
+                follow = spec.on_failure(fresh, reason)
+            except Exception:
+                LOG.exception("failure handler of %s raised; the step stays failed", row.type)
+                follow = None
+            if follow is not None:
+                refs += store.add(session, follow.emit, row.generation)
+                notify += follow.notify
+        refs += self._release(session, row)
+        return Result(refs=refs, notify=notify)
+
+    @staticmethod
+    def _release(session, row) -> list[store.Ref]:
+        if row.parent_id is None:
+            return []
+        parent = store.release_parent(session, row.parent_id)
+        return [parent] if parent else []

@@ -1,0 +1,170 @@
+"""In-worker scheduling: one step per key at a time, timers, deadlines, a thread pool.
+
+Steps with the same key run one at a time in the order they were offered; steps
+with different keys run concurrently in a thread pool, because driver calls
+block on devices. Future steps (polls, parked waits) sit in a timer heap.
+Nothing here is durable: the event table is, and a restarted worker rebuilds
+this state from it.
+"""
+from __future__ import annotations
+
+import collections
+import heapq
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Optional
+
+from nfp.db.base import utcnow
+from nfp.engine import registry
+from nfp.engine.executor import Executor, Result
+from nfp.engine.store import Ref
+
+LOG = logging.getLogger(__name__)
+
+
+class KeyScheduler:
+    """Runs offered steps through ``executor`` with per-key ordering.
+
+    Parameters:
+        executor(Executor): runs one step and commits it.
+        threads(int): size of the handler thread pool.
+        on_result(callable): ``(Result) -> None`` for notifications, called in pool threads.
+        default_deadline(float): seconds a step may run when its handler sets none.
+    """
+
+    def __init__(self, executor: Executor, threads: int,
+                 on_result: Optional[Callable[[Result], None]] = None,
+                 default_deadline: float = 300.0):
+        self.executor = executor
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="step")
+        self.on_result = on_result or (lambda r: None)
+        self.default_deadline = default_deadline
+        self._lock = threading.Lock()
+        self._known: set[int] = set()
+        self._busy_keys: dict[str, tuple[int, float, float]] = {}  # key -> (id, start, deadline)
+        self._waiting: dict[str, collections.deque[Ref]] = collections.defaultdict(collections.deque)
+        self._timers: list[tuple[float, int, Ref]] = []
+        self._idle = threading.Condition(self._lock)
+        self.completed = 0
+
+    # -- intake -----------------------------------------------------------
+    def offer(self, refs: list[Ref]) -> None:
+        """Take steps to run now or at their due time; duplicates are ignored."""
+        now_wall, now_db = time.time(), utcnow()
+        to_start = []
+        with self._lock:
+            for ref in refs:
+                if ref.id in self._known:
+                    continue
+                self._known.add(ref.id)
+                delay = (ref.due_at - now_db).total_seconds()
+                if delay > 0.001:
+                    heapq.heappush(self._timers, (now_wall + delay, ref.id, ref))
+                elif ref.key in self._busy_keys:
+                    self._waiting[ref.key].append(ref)
+                else:
+                    to_start.append(self._mark_busy(ref))
+        for key, event_id in to_start:
+            self._submit(key, event_id)
+
+    def fire_timers(self) -> float:
+        """Start due timers; return seconds until the next one (at most 1)."""
+        now = time.time()
+        to_start = []
+        with self._lock:
+            while self._timers and self._timers[0][0] <= now:
+                ref = heapq.heappop(self._timers)[2]
+                if ref.key in self._busy_keys:
+                    self._waiting[ref.key].append(ref)
+                else:
+                    to_start.append(self._mark_busy(ref))
+            nxt = self._timers[0][0] - now if self._timers else 1.0
+        for key, event_id in to_start:
+            self._submit(key, event_id)
+        return max(0.0, min(nxt, 1.0))
+
+    def expire_overdue(self) -> None:
+        """Fail steps past their deadline; their late results will be dropped."""
+        now = time.time()
+        with self._lock:
+            overdue = [(k, v[0]) for k, v in self._busy_keys.items() if v[2] <= now]
+        for key, event_id in overdue:
+            LOG.error("step %s (key %s) passed its deadline; failing it and moving on", event_id, key)
+            result = self.executor.expire(event_id, "step deadline exceeded")
+            self._finish(key, event_id, result)
+
+    # -- running ----------------------------------------------------------
+    def _mark_busy(self, ref: Ref) -> tuple[str, int]:
+        now = time.time()
+        self._busy_keys[ref.key] = (ref.id, now, now + deadline_of(ref.type, self.default_deadline))
+        return ref.key, ref.id
+
+    def _submit(self, key: str, event_id: int) -> None:
+        self.pool.submit(self._run, key, event_id)
+
+    def _run(self, key: str, event_id: int) -> None:
+        try:
+            result = self.executor.run(event_id)
+        except Exception:  # never lose the key: a bug here must not wedge it forever
+            LOG.exception("step %s crashed the executor; it stays pending for a rescan", event_id)
+            result = Result(closed=False, dropped="executor error")
+        self._finish(key, event_id, result)
+
+    def _finish(self, key: str, event_id: int, result: Result) -> None:
+        to_start = None
+        with self._lock:
+            cur = self._busy_keys.get(key)
+            if cur is None or cur[0] != event_id:
+                return  # expired earlier: its key was already released
+            self._known.discard(event_id)
+            del self._busy_keys[key]
+            queue = self._waiting.get(key)
+            if queue:
+                to_start = self._mark_busy(queue.popleft())
+                if not queue:
+                    del self._waiting[key]
+            self.completed += 1
+            self._idle.notify_all()
+        if to_start:
+            self._submit(*to_start)
+        if result.refs:
+            self.offer(result.refs)
+        if result.notify:
+            self.on_result(result)
+
+    def run_timers_in_background(self) -> threading.Event:
+        """For embedding without a worker main loop: a thread that fires timers and
+        deadlines until the returned event is set."""
+        stop = threading.Event()
+
+        def loop():
+            while not stop.is_set():
+                stop.wait(self.fire_timers() or 0.01)
+                self.expire_overdue()
+        threading.Thread(target=loop, name="timers", daemon=True).start()
+        return stop
+
+    # -- shutdown ---------------------------------------------------------
+    def running(self) -> int:
+        with self._lock:
+            return len(self._busy_keys)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for running steps; queued ones stay in the DB."""
+        end = time.time() + timeout
+        with self._lock:
+            self._waiting.clear()
+            self._timers.clear()
+            while self._busy_keys and time.time() < end:
+                self._idle.wait(min(0.2, max(0.0, end - time.time())))
+            return not self._busy_keys
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def deadline_of(event_type: str, default: float) -> float:
+    spec = registry.lookup(event_type)
+    return spec.deadline if spec and spec.deadline else default

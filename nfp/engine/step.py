@@ -1,0 +1,48 @@
+"""The context a handler gets: its event, a database session and the services."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from sqlalchemy.orm import Session
+
+from nfp.engine import store
+
+
+@dataclass
+class Step:
+    """One running step.
+
+    ``session`` is open and uncommitted: what the handler writes commits together
+    with the step's completion and the events it emits. A handler that must block
+    on a device calls :meth:`checkpoint` first, so no transaction (or SQLite write
+    lock) is held across the I/O; everything it wrote before then is committed,
+    so it must be safe to run again.
+    """
+
+    event: Any
+    session: Session
+    services: Any
+    #: set when a parked step was resumed by a notification
+    notification: Optional[dict] = None
+    log_extra: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> int:
+        return self.event.id
+
+    @property
+    def payload(self) -> dict:
+        return self.event.payload or {}
+
+    @property
+    def scope(self) -> str:
+        return self.event.scope
+
+    def checkpoint(self) -> None:
+        """Commit what was written so far and release the connection before I/O."""
+        self.session.commit()
+
+    def children(self) -> list:
+        """Results of a fan-in parent's children: rows with type, status, result, error."""
+        return store.children(self.session, self.event.id)

@@ -1,0 +1,160 @@
+"""The durable event table: every state change of a step is one conditional SQL statement.
+
+A step completes only if it is still ``pending``: a step cancelled by a DELETE, or
+failed by its deadline watchdog, cannot commit a late result. All functions take
+an open connection or session and never commit; the caller commits the step's
+state change, its completion and the events it emits together.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
+
+from sqlalchemy import and_, func, insert, select, update
+
+from nfp.db.base import utcnow
+from nfp.db.models import Event, EventStatus
+from nfp.engine.events import EventSpec, Graph, shard_hash
+
+T = Event.__table__
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A committed event's routing facts: enough to hand it to its worker."""
+
+    id: int
+    key: str
+    key_hash: int
+    due_at: dt.datetime
+    type: str = ""
+
+
+def _row(spec: EventSpec, generation: int, now: dt.datetime, status: str,
+         parent_id: Optional[int] = None, children: int = 0) -> dict[str, Any]:
+    return {
+        "key": spec.key or spec.scope, "scope": spec.scope, "key_hash": shard_hash(spec.scope),
+        "type": spec.type, "payload": spec.payload, "status": status, "attempts": 0, "polls": 0,
+        "due_at": now + dt.timedelta(seconds=spec.delay), "parent_id": parent_id,
+        "pending_children": children, "generation": generation, "created_at": now,
+    }
+
+
+def _insert(conn, rows: list[dict]) -> list[Ref]:
+    if not rows:
+        return []
+    stmt = insert(T).returning(T.c.id, T.c.key, T.c.key_hash, T.c.due_at, T.c.type, sort_by_parameter_order=True)
+    return [Ref(*r) for r in conn.execute(stmt, rows)]
+
+
+def add(conn, items: Iterable[EventSpec | Graph], generation: int = 0,
+        parent_id: Optional[int] = None) -> list[Ref]:
+    """Insert steps and graphs; return the refs that are ready to dispatch now."""
+    now = utcnow()
+    plain = [i for i in items]
+    ready = _insert(conn, [_row(s, generation, now, EventStatus.PENDING, parent_id)
+                           for s in plain if isinstance(s, EventSpec)])
+    for graph in (g for g in plain if isinstance(g, Graph)):
+        parent = _insert(conn, [_row(graph.parent, generation, now, EventStatus.WAITING,
+                                     parent_id, children=len(graph.children))])[0]
+        if not graph.children:
+            conn.execute(update(T).where(T.c.id == parent.id).values(status=EventStatus.PENDING))
+            ready.append(parent)
+            continue
+        ready += _insert(conn, [_row(c, generation, now, EventStatus.PENDING, parent.id)
+                                for c in graph.children])
+    return ready
+
+
+def load(conn, ids: list[int]) -> list:
+    """Rows of the given ids (any status)."""
+    return list(conn.execute(select(T).where(T.c.id.in_(ids))))
+
+
+def claim(conn, ids: list[int]) -> None:
+    """Count a start for each pending id (a crash mid-step still counts)."""
+    conn.execute(update(T).where(and_(T.c.id.in_(ids), T.c.status == EventStatus.PENDING))
+                 .values(attempts=T.c.attempts + 1))
+
+
+def finish(conn, event_id: int, status: str, result: Optional[dict] = None,
+           error: Optional[str] = None) -> bool:
+    """Close a pending (or parked) step. False if it was cancelled or closed meanwhile."""
+    res = conn.execute(
+        update(T).where(and_(T.c.id == event_id, T.c.status.in_(EventStatus.OPEN)))
+        .values(status=status, result=result, error=error, finished_at=utcnow()))
+    return res.rowcount == 1
+
+
+def release_parent(conn, parent_id: int) -> Optional[Ref]:
+    """One child of ``parent_id`` closed; return the parent's ref once all have."""
+    conn.execute(update(T).where(T.c.id == parent_id)
+                 .values(pending_children=T.c.pending_children - 1))
+    now = utcnow()
+    res = conn.execute(
+        update(T).where(and_(T.c.id == parent_id, T.c.pending_children <= 0,
+                             T.c.status == EventStatus.WAITING))
+        .values(status=EventStatus.PENDING, due_at=now)
+        .returning(T.c.id, T.c.key, T.c.key_hash, T.c.due_at, T.c.type))
+    row = res.first()
+    return Ref(*row) if row else None
+
+
+def reschedule(conn, event_id: int, delay: float, status: str = EventStatus.PENDING,
+               count_poll: bool = True, result: Optional[dict] = None) -> Optional[Ref]:
+    """Make a step due again later (a poll) or park it (``waiting``) until then."""
+    values: dict[str, Any] = {"status": status, "due_at": utcnow() + dt.timedelta(seconds=delay)}
+    if count_poll:
+        values["polls"] = T.c.polls + 1
+    if result is not None:
+        values["result"] = result
+    res = conn.execute(
+        update(T).where(and_(T.c.id == event_id, T.c.status.in_(EventStatus.OPEN)))
+        .values(**values).returning(T.c.id, T.c.key, T.c.key_hash, T.c.due_at, T.c.type))
+    row = res.first()
+    return Ref(*row) if row else None
+
+
+def resume(conn, event_id: int, result: dict) -> Optional[Ref]:
+    """A notification arrived for a parked step: make it due now with ``result``."""
+    res = conn.execute(
+        update(T).where(and_(T.c.id == event_id, T.c.status == EventStatus.WAITING,
+                             T.c.pending_children <= 0))
+        .values(status=EventStatus.PENDING, due_at=utcnow(), result={"notification": result})
+        .returning(T.c.id, T.c.key, T.c.key_hash, T.c.due_at, T.c.type))
+    row = res.first()
+    return Ref(*row) if row else None
+
+
+def cancel_scope(conn, scope: str) -> int:
+    """Cancel every open step of ``scope`` (DELETE pre-empts CREATE)."""
+    res = conn.execute(
+        update(T).where(and_(T.c.scope == scope, T.c.status.in_(EventStatus.OPEN)))
+        .values(status=EventStatus.CANCELLED, finished_at=utcnow(), error="pre-empted"))
+    return res.rowcount
+
+
+def open_refs(conn, shard: Optional[int] = None, shards: int = 1) -> list[Ref]:
+    """Every open step, optionally only those of one worker shard."""
+    stmt = select(T.c.id, T.c.key, T.c.key_hash, T.c.due_at, T.c.type).where(
+        T.c.status.in_(EventStatus.OPEN), T.c.pending_children <= 0)
+    if shard is not None and shards > 1:
+        stmt = stmt.where(T.c.key_hash % shards == shard)
+    return [Ref(*r) for r in conn.execute(stmt.order_by(T.c.id))]
+
+
+def children(conn, parent_id: int) -> list:
+    return list(conn.execute(select(T.c.id, T.c.type, T.c.key, T.c.status, T.c.result, T.c.error)
+                             .where(T.c.parent_id == parent_id).order_by(T.c.id)))
+
+
+def counts(conn) -> dict[str, int]:
+    """Steps per status, for ``nfp status`` and metrics."""
+    return dict(conn.execute(select(T.c.status, func.count()).group_by(T.c.status)).all())
+
+
+def purge_finished(conn, older_than: dt.datetime) -> int:
+    res = conn.execute(T.delete().where(
+        and_(T.c.status.notin_(EventStatus.OPEN), T.c.finished_at < older_than)))
+    return res.rowcount

@@ -1,0 +1,138 @@
+"""Broker connections: one kombu ``Connection`` per URL.
+
+- ``rabbit://`` (oslo's spelling, with oslo's comma-separated host list) and
+  ``amqp://`` go to RabbitMQ through py-amqp, with publisher confirms when asked.
+- ``filesystem://<absolute path>`` is the embedded, broker-less bus: kombu's
+  filesystem transport with its data and control folders under that path, so
+  every process on the host that opens the same path shares the queues.
+- ``memory://`` is kombu's in-process transport, for unit tests.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from queue import Empty
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+import kombu
+from kombu.transport import filesystem, virtual
+from kombu.utils.json import loads
+
+from nfp.config import NfpConfig
+
+#: AMQP heartbeat in seconds for connections whose owner keeps reading the socket
+#: and calls ``heartbeat_check`` (the listener's consumer); 0 disables it
+AMQP_HEARTBEAT = 60
+
+
+class TransportURLError(ValueError):
+    """The transport URL cannot be used; the message says why."""
+
+
+class _FilesystemChannel(filesystem.Channel):
+    """kombu's filesystem channel with an atomic claim.
+
+    kombu claims a message by ``shutil.move`` into the system temp directory.
+    Across filesystems that is a copy then an unlink, so two processes can
+    both claim the same message. Here a claim is ``os.rename`` into a folder
+    beside the data folder (same filesystem, atomic), and only the process
+    whose rename succeeded reads and deletes the file.
+    """
+
+    def _get(self, queue: str) -> Any:
+        wanted = f"{queue}.msg"
+        data, claimed = self.data_folder_in, self.transport_options["claim_folder"]
+        for name in sorted(os.listdir(data)):
+            if name.partition(".")[2] != wanted:
+                continue
+            target = os.path.join(claimed, name)
+            try:
+                os.rename(os.path.join(data, name), target)
+            except OSError:
+                continue  # another consumer claimed it first
+            try:
+                with open(target, "rb") as f:
+                    payload = f.read()
+            finally:
+                os.unlink(target)
+            return loads(payload.decode("utf-8"))
+        raise Empty()
+
+
+class FilesystemTransport(filesystem.Transport):
+    """The embedded bus (see :class:`_FilesystemChannel`)."""
+
+    Channel = _FilesystemChannel
+
+
+def is_virtual(connection: kombu.Connection) -> bool:
+    """True for kombu's emulated transports (filesystem, memory), where bindings
+    exist only once a process declares them and nothing enforces TTLs."""
+    return isinstance(connection.transport, virtual.Transport)
+
+
+def connection_for(url: str, conf: Optional[NfpConfig] = None, *,
+                   confirm_publish: bool = False, heartbeat: int = 0) -> kombu.Connection:
+    """A new, not yet connected, kombu Connection for ``url``.
+
+    Parameters:
+        url(str): ``rabbit://``, ``amqp://``, ``amqps://``, ``filesystem:///abs/path`` or ``memory://``.
+        conf(NfpConfig): supplies ``transport.polling_interval`` for the filesystem bus.
+        confirm_publish(bool): wait for a broker confirm on every publish (AMQP only), as oslo does.
+        heartbeat(int): AMQP heartbeat seconds; only for a connection whose owner
+            drains it continuously and calls ``heartbeat_check`` (publish-only
+            connections rely on ``ensure`` to reconnect instead).
+    """
+    conf = conf or NfpConfig()
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "filesystem":
+        return _filesystem_connection(url, conf)
+    if scheme == "memory":
+        return kombu.Connection("memory://", transport_options={"polling_interval": 0.005})
+    if scheme in ("rabbit", "amqp", "amqps", "pyamqp"):
+        options = {"confirm_publish": True} if confirm_publish else {}
+        return kombu.Connection(_amqp_urls(url), heartbeat=heartbeat,
+                                transport_options=options, connect_timeout=5)
+    raise TransportURLError(f"transport url: unsupported scheme {scheme!r} "
+                            "(use rabbit://, amqp://, filesystem:///path or memory://)")
+
+
+def _filesystem_connection(url: str, conf: NfpConfig) -> kombu.Connection:
+    path = url[len("filesystem://"):]
+    if not path.startswith("/"):
+        raise TransportURLError("transport url: filesystem:// needs an absolute path "
+                                f"(filesystem:///var/lib/nfp/bus), got {url!r}")
+    root = Path(path)
+    folders = {name: root / name for name in ("data", "control", "claimed")}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    options = {
+        "data_folder_in": str(folders["data"]),
+        "data_folder_out": str(folders["data"]),
+        "control_folder": str(folders["control"]),
+        "claim_folder": str(folders["claimed"]),
+        "polling_interval": conf.transport.polling_interval,
+    }
+    return kombu.Connection("filesystem://", transport=FilesystemTransport,
+                            transport_options=options)
+
+
+def reset_filesystem_bus(url: str) -> None:
+    """Delete every queued message and binding of a filesystem bus (tests, ``nfp db reset``)."""
+    path = url[len("filesystem://"):]
+    if url.startswith("filesystem://") and path.startswith("/"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _amqp_urls(url: str) -> str:
+    """oslo ``rabbit://u:p@h1:5672,u:p@h2:5672/vhost`` as kombu's failover list
+    ``amqp://u:p@h1:5672/vhost;amqp://u:p@h2:5672/vhost``."""
+    parts = urlsplit(url)
+    scheme = "amqps" if parts.scheme == "amqps" else "amqp"
+    query = f"?{parts.query}" if parts.query else ""
+    hosts = [h for h in parts.netloc.split(",") if h]
+    if not hosts:
+        raise TransportURLError(f"transport url: no host in {parts.scheme}:// URL")
+    return ";".join(f"{scheme}://{host}{parts.path or '/'}{query}" for host in hosts)

@@ -1,0 +1,161 @@
+"""The orchestrator daemon: one listener process supervising N worker processes.
+
+Start order: schema → inventory → workers (halt if one cannot boot) → RPC
+listener. Stop order (SIGTERM): stop taking messages and finish the batches in
+hand, so everything acked is committed → let workers drain their running steps
+→ close the database. Anything unfinished stays in the event table and resumes
+on the next start. SIGHUP reloads the configuration and restarts the workers.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Optional
+
+from nfp import config as nfp_config
+from nfp import logs
+from nfp.api.endpoints import OrchestratorEndpoints
+from nfp.db import migrate
+from nfp.db.engine import make_engine, make_sessionmaker
+from nfp.engine.supervisor import BootError, Supervisor
+
+LOG = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+EXIT_BOOT = 3
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) about readiness and watchdog pings, if it listens."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(addr)
+            sock.sendall(message.encode())
+    except OSError:
+        pass
+
+
+class OrchestratorService:
+    """Owns the listener, the supervisor and the database engine."""
+
+    def __init__(self, conf: nfp_config.NfpConfig, config_path: Optional[str] = None,
+                 overrides: Optional[dict] = None):
+        self.conf = conf
+        self.config_path = config_path
+        self.overrides = overrides or {}
+        self._signals: list[int] = []
+        self.listener = None
+        self.supervisor: Optional[Supervisor] = None
+
+    # -- start --------------------------------------------------------------
+    def prepare(self) -> None:
+        """Schema, device inventory and orphan sweeps: everything before workers."""
+        conf = self.conf
+        conf.state_path.mkdir(parents=True, exist_ok=True)
+        migrate.upgrade(conf.database_url)
+        self.engine = make_engine(conf.database_url, conf.database.pool_size)
+        self.sessionmaker = make_sessionmaker(self.engine)
+        from nfp.workers.lifecycle.services import Services, sync_static_inventory
+        with self.sessionmaker.begin() as session:
+            count = sync_static_inventory(conf, session)
+        if count:
+            LOG.info("static inventory: %d device(s)", count)
+        services = Services(conf, self.sessionmaker)
+        for name in conf.device_drivers:
+            try:
+                services.device_driver(name).startup_sweep()
+            except LookupError as exc:
+                raise BootError(str(exc)) from None
+
+    def start(self) -> None:
+        from nfp.rpc.listener import RpcListener
+        self.prepare()
+        self.supervisor = Supervisor(self.conf, on_notify=self._notify)
+        self.supervisor.start()
+        endpoints = OrchestratorEndpoints(self.conf, self.sessionmaker, self.supervisor.dispatch)
+        self.listener = RpcListener(self.conf, endpoints,
+                                    topics=[self.conf.rpc.topic, self.conf.rpc.notification_topic])
+        self.listener.start()
+        LOG.info("nfp orchestrator ready: %d workers, topic %s on exchange %s, database %s",
+                 self.conf.worker_count, self.conf.rpc.topic, self.conf.transport.control_exchange,
+                 self.engine.url.render_as_string(hide_password=True))
+        (self.conf.state_path / "orchestrator.pid").write_text(str(os.getpid()))
+        sd_notify("READY=1")
+
+    def _notify(self, event_type: str, payload: dict) -> None:
+        if self.listener is not None:
+            self.listener.publish_notification(event_type, payload)
+
+    # -- run ----------------------------------------------------------------
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; return the process exit code."""
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda s, f: self._signals.append(s))
+        try:
+            self.start()
+        except BootError as exc:
+            LOG.critical("boot failed: %s; halting", exc)
+            self.stop()
+            return EXIT_BOOT
+        while True:
+            while self._signals:
+                sig = self._signals.pop(0)
+                if sig == signal.SIGHUP:
+                    self.reload()
+                else:
+                    LOG.info("received %s; draining", signal.Signals(sig).name)
+                    self.stop()
+                    return EXIT_OK
+            self.supervisor.check()
+            if self.supervisor.boot_error:
+                LOG.critical("halting: %s", self.supervisor.boot_error)
+                self.stop()
+                return EXIT_BOOT
+            sd_notify("WATCHDOG=1")
+            time.sleep(0.2)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; workers restart to pick it up."""
+        try:
+            new = nfp_config.load(self.config_path, self.overrides)
+        except nfp_config.ConfigError as exc:
+            LOG.error("reload refused, keeping the running config: %s", exc)
+            return
+        if (new.database_url, new.transport_url) != (self.conf.database_url, self.conf.transport_url):
+            LOG.warning("database or transport URL changed; that needs a restart, not a reload")
+        logging.getLogger().setLevel(new.logging.level.upper())
+        new.database, new.transport = self.conf.database, self.conf.transport
+        self.conf = new
+        self.supervisor.conf = new
+        for slot in self.supervisor.slots:
+            if slot.process is not None and slot.process.is_alive():
+                slot.process.terminate()  # the supervisor respawns it with the new config
+        LOG.info("configuration reloaded; workers restarting")
+
+    # -- stop -----------------------------------------------------------------
+    def stop(self) -> None:
+        sd_notify("STOPPING=1")
+        if self.listener is not None:
+            # First: no new messages, and the batches in hand are committed and acked.
+            self.listener.stop(timeout=10)
+        if self.supervisor is not None:
+            # Then: running steps get drain_timeout to finish; the rest stays in the DB.
+            self.supervisor.stop(self.conf.orchestrator.drain_timeout)
+        if getattr(self, "engine", None) is not None:
+            self.engine.dispose()
+        LOG.info("nfp orchestrator stopped")
+
+
+def serve(conf: nfp_config.NfpConfig, config_path: Optional[str] = None,
+          overrides: Optional[dict] = None) -> int:
+    logs.setup(conf, "listener")
+    return OrchestratorService(conf, config_path, overrides).run()

@@ -1,0 +1,51 @@
+"""Shared fixtures: real services, failing (not skipping) under CI=true when absent."""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+RABBIT_URL = os.environ.get("NFP_TEST_RABBIT_URL", "amqp://guest:guest@127.0.0.1:5672//")
+PG_URL = os.environ.get("NFP_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require(service: str, host: str, port: int) -> None:
+    """Fail under CI, skip elsewhere, when ``service`` is not reachable."""
+    if _port_open(host, port):
+        return
+    message = f"{service} is not reachable at {host}:{port}"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: integration tests must not skip)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def rabbit_url():
+    require("RabbitMQ", "127.0.0.1", 5672)
+    return RABBIT_URL
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL schema per test, dropped afterwards."""
+    require("PostgreSQL", "127.0.0.1", 5432)
+    from sqlalchemy import create_engine, text
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()

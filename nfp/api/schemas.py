@@ -77,7 +77,7 @@ class Endpoint(_Model):
     ptg: Optional[dict[str, Any]] = None
     port: Optional[Port] = None
     subnet: Optional[Subnet] = None
-    port_model: str = "neutron_port"
+    port_model: Optional[str] = None
     port_classification: Optional[str] = None
 
 
@@ -118,7 +118,7 @@ class NetworkFunctionIn(_Model):
                 continue
             ip = port.fixed_ips[0].ip_address if port.fixed_ips else None
             out.append({"id": pid, "port_classification": ep.port_classification or cls,
-                        "port_model": ep.port_model, "ip_address": ip,
+                        "port_model": ep.port_model or "neutron_port", "ip_address": ip,
                         "mac_address": port.mac_address, "network_id": port.network_id,
                         "cidr": ep.subnet.cidr if ep.subnet else None,
                         "gateway_ip": ep.subnet.gateway_ip if ep.subnet else None})

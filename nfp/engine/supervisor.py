@@ -7,6 +7,7 @@ from the event table when the successor boots.
 """
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import multiprocessing.connection as mpc
@@ -117,6 +118,17 @@ class Supervisor:
             slot.process, slot.inbox, slot.outbox = proc, in_w, out_r
             slot.ready, slot.started = False, time.time()
         LOG.info("worker %d started as pid %d", slot.index, proc.pid)
+        self._write_pids()
+
+    def _write_pids(self) -> None:
+        """``<state_dir>/workers.json``: the pid table, for operators and tests."""
+        path = self.conf.state_path / "workers.json"
+        try:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({s.index: s.process.pid for s in self.slots if s.process}))
+            tmp.replace(path)
+        except OSError:
+            pass
 
     def check(self) -> None:
         """Reap dead workers, kill hung ones, respawn with backoff. Call periodically."""

@@ -121,6 +121,7 @@ class RpcListener:
         if not finished:
             LOG.warning("RPC listener stop: requests still running after %.1f s stay "
                         "unacked and will be redelivered.", timeout)
+            self._abandon.set()
         if self._thread is not None:
             self._thread.join(max(_left(deadline), 1.0))
             if self._thread.is_alive():

@@ -22,7 +22,7 @@ from nfp.rpc import codec, topology
 from nfp.rpc.counters import Counters
 from nfp.rpc.errors import describe
 from nfp.rpc.ratelimit import RateLimitedLog
-from nfp.rpc.transport import connection_for
+from nfp.rpc.transport import connection_for, is_virtual
 from nfp.rpc.types import IncomingRequest, Outcome
 
 LOG = logging.getLogger(__name__)
@@ -204,7 +204,9 @@ class Publisher:
     def _connect(self) -> None:
         self._conn = connection_for(self.url, self.conf, confirm_publish=True)
         self._conn.ensure_connection(max_retries=3, interval_start=0.2, interval_step=0.5)
-        self._producer = Producer(self._conn.channel(), on_return=self._on_return)
+        # kombu's virtual transports have no basic.return (and nothing to return)
+        on_return = None if is_virtual(self._conn) else self._on_return
+        self._producer = Producer(self._conn.channel(), on_return=on_return)
 
     def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
         # basic.return: no queue had that name; the caller went away (its reply

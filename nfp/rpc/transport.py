@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 from queue import Empty
 from typing import Any, Optional
@@ -62,9 +63,24 @@ class _FilesystemChannel(filesystem.Channel):
 
 
 class FilesystemTransport(filesystem.Transport):
-    """The embedded bus (see :class:`_FilesystemChannel`)."""
+    """The embedded bus (see :class:`_FilesystemChannel`).
+
+    kombu keeps one broker state (declared exchanges and bindings) per process
+    for all filesystem buses, and skips writing a binding to a bus's control
+    folder when that state already has it, so a second bus in the same process
+    (tests, a harness beside a daemon) silently lacks bindings. Here each bus
+    directory gets its own state.
+    """
 
     Channel = _FilesystemChannel
+    _states: dict[str, virtual.BrokerState] = {}
+    _states_lock = threading.Lock()
+
+    def __init__(self, client: kombu.Connection, **kwargs: Any):
+        super().__init__(client, **kwargs)
+        key = client.transport_options["control_folder"]
+        with self._states_lock:
+            self.state = self._states.setdefault(key, virtual.BrokerState())
 
 
 def is_virtual(connection: kombu.Connection) -> bool:

@@ -122,9 +122,19 @@ class Harness:
         self.proc.wait(10)
 
     def worker_pids(self) -> list[int]:
-        """Worker processes of the running listener."""
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
-        return [int(p) for p in out.stdout.split()]
+        """Live worker processes of the running listener (from its pid table)."""
+        import json
+        path = self.state_dir / "workers.json"
+        pids = json.loads(path.read_text()).values() if path.exists() else []
+        alive = []
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as handle:
+                    if handle.read().split(") ")[-1].split()[0] != "Z":
+                        alive.append(int(pid))
+            except OSError:
+                pass
+        return alive
 
     def logs(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""

@@ -16,7 +16,7 @@ import logging
 
 from sqlalchemy import delete as sql_delete
 
-from nfp.db.models import NFStatus, PortInfo, nfi_dataport_associations
+from nfp.db.models import NFStatus, PortInfo
 from nfp.db.models import NetworkFunctionInstance
 from nfp.engine.events import EventSpec, done, fail, poll
 from nfp.engine.registry import handler
@@ -211,7 +211,16 @@ def unconfigure_service(step):
     return done(emit=[nxt])
 
 
-@handler("nf.delete_done")
+def on_delete_done_failure(step, reason):
+    """The rows could not be removed: say so instead of staying PENDING_DELETE."""
+    nf = common.get_nf(step.session, step.scope)
+    if nf is not None:
+        common.set_nf_status(nf, NFStatus.ERROR, f"delete failed: {reason}")
+        nf.operation = None
+    return None
+
+
+@handler("nf.delete_done", on_failure=on_delete_done_failure)
 def delete_done(step):
     """Remove the NF, its instance and port records."""
     nf = common.get_nf(step.session, step.scope)
@@ -220,9 +229,10 @@ def delete_done(step):
     nfi = common.get_nfi(step.session, nf.id)
     if nfi is not None:
         port_ids = [p.id for p in nfi.port_info]
-        step.session.execute(sql_delete(nfi_dataport_associations).where(
-            nfi_dataport_associations.c.network_function_instance_id == nfi.id))
+        nfi.port_info.clear()
+        step.session.flush()
         step.session.delete(nfi)
+        step.session.flush()
         if port_ids:
             step.session.execute(sql_delete(PortInfo).where(PortInfo.id.in_(port_ids)))
     payload = {"network_function_id": nf.id, "tenant_id": nf.tenant_id}

@@ -8,6 +8,7 @@ path expression, as ``nfp dictionary validate`` does.
 from __future__ import annotations
 
 import hashlib
+import re
 import importlib.resources
 import threading
 from dataclasses import dataclass, field
@@ -197,6 +198,9 @@ def _call_templates(path: tuple, call: Call) -> Iterator[tuple[tuple, str, str]]
         yield path + ("when",), "when", call.when
     if call.endpoint:
         yield path + ("endpoint",), "url", call.endpoint
+    if call.lookup is not None:
+        yield path + ("lookup", "endpoint"), "url", call.lookup.endpoint
+        yield path + ("lookup", "equals"), "text", call.lookup.equals
     for section in ("query", "form"):
         for name, spec in getattr(call, section).items():
             if isinstance(spec, Param):
@@ -227,13 +231,16 @@ def _check_names(loaded: LoadedDictionary) -> Iterator[Issue]:
                             "vars." + name + ".default", str(exc))
     known = loaded.placeholder_types()
     for path, _context, source in templates(model):
+        bound = set(_BOUND.findall(source))
         for name in render.PLACEHOLDER.findall(source):
-            if name not in known and name not in _LOOP_NAMES:
+            if name not in known and name not in _LOOP_NAMES and name not in bound:
                 yield Issue(loaded.source, loaded.line_of(path), ".".join(map(str, path)),
                             f"unknown placeholder ${{{name}}}; nfp fills in "
                             f"{', '.join(sorted(placeholders.KNOWN))} and the dictionary's vars")
 
 
+#: names a template binds itself: {% set x = ... %}, {% for x in ... %}
+_BOUND = re.compile(r"\{%-?\s*(?:set|for)\s+([A-Za-z_][A-Za-z0-9_]*)")
 #: names Jinja binds itself inside templates (loop variables used as ${m.address})
 _LOOP_NAMES = {"m", "member", "loop", "item"}
 
@@ -242,18 +249,20 @@ def deep_check(loaded: LoadedDictionary) -> list[Issue]:
     """Compile every template, condition, JSONPath, XPath and regex; return the problems."""
     import jinja2
 
-    from . import mapping
+    from . import mapping, operations
     issues: list[Issue] = []
     known = set(loaded.placeholder_types()) | _LOOP_NAMES
+    delete_known = set(operations.DELETE_NAMES) | set(loaded.var_types()) | _LOOP_NAMES
     for path, context, source in templates(loaded.model):
         key = ".".join(map(str, path))
         line = loaded.line_of(path)
+        allowed = delete_known if "delete" in path[:3] or path[:1] == ("commit",) else known
         try:
             if context == "when":
                 render.compile_condition(source)
                 continue
             render.compile_template(context, source)
-            unknown = render.names_in(source) - known
+            unknown = render.names_in(source) - allowed
             if unknown:
                 issues.append(Issue(loaded.source, line, key,
                                     f"unknown placeholder(s): {', '.join(sorted(unknown))}"))
@@ -278,6 +287,9 @@ def _paths(model: Dictionary) -> Iterator[tuple[tuple, str]]:
                 yield path + ("responseMapping", _camel(name)), value
         for key, value in rm.item.items():
             yield path + ("responseMapping", "item", key), value
+        if call.lookup is not None:
+            for name in ("list_path", "match_path", "ref_path"):
+                yield path + ("lookup", _camel(name)), getattr(call.lookup, name)
         if isinstance(call, Poll):
             for name in ("until_path", "ok_path"):
                 if getattr(call, name):

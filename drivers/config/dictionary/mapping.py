@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any, Optional
 
-from jsonpath_ng import parse as jsonpath_parse
+from jsonpath_ng.ext import parse as jsonpath_parse
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 from lxml import etree
 

@@ -95,11 +95,25 @@ class ResponseMapping(_Model):
         return tuple(self.success_code) if isinstance(self.success_code, list) else (self.success_code,)
 
 
+class Lookup(_Model):
+    """Find an object's current reference before a call (HTTP only): GET ``endpoint``,
+    take the element of ``listPath`` whose ``matchPath`` equals ``equals``, and
+    expose its ``refPath`` as ``${ref}``. A call whose lookup finds nothing is
+    skipped: the object is already gone."""
+
+    endpoint: str
+    list_path: str
+    match_path: str
+    equals: str
+    ref_path: str
+
+
 class Call(_Model):
     """One exchange with the device: an HTTP request or a batch of CLI lines."""
 
     #: run this call only when the Jinja expression is true (``sourcePorts``)
     when: Optional[str] = None
+    lookup: Optional[Lookup] = None
     method: Optional[HttpMethod] = None
     endpoint: Optional[str] = None
     query: dict[str, Union[str, Param]] = Field(default_factory=dict)

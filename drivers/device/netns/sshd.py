@@ -45,12 +45,15 @@ MaxStartups 64:30:128
 LoginGraceTime 30
 LogLevel ERROR
 Subsystem sftp internal-sftp
+# the device's home is its own directory: the host root's shell start-up files
+# (bash reads ~/.bashrc under sshd) are no part of the device and cost ~100 ms a command
+SetEnv HOME={workdir}
 """
 
 
 def render_config(device_id: str, workdir: Path, listen: str, port: int) -> str:
     """sshd_config text for a device whose files live in ``workdir``."""
-    return _CONFIG.format(device_id=device_id, listen=listen, port=port,
+    return _CONFIG.format(device_id=device_id, listen=listen, port=port, workdir=workdir,
                           host_key=workdir / "ssh_host_ed25519_key",
                           pid_file=workdir / "sshd.pid",
                           authorized_keys=workdir / "authorized_keys")

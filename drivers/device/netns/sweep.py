@@ -14,7 +14,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Optional
 
-from nfp.drivers.device.netns import iproute
+from nfp.drivers.device.netns import iproute, naming
 from nfp.drivers.device.netns.records import DeviceRecord
 
 if TYPE_CHECKING:
@@ -65,15 +65,27 @@ class Sweeper:
 
     def _kill_strays(self) -> None:
         root = str(self.driver.store.root) + "/"
+        strays = []
         for pid in iproute.find_pids(root):
             try:
-                cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    cmdline = fh.read().decode(errors="replace")
             except OSError:
                 continue
             netns = cmdline.split(root, 1)[1].split("/", 1)[0] if root in cmdline else ""
             if netns and not self.driver.store.workdir(netns).exists():
                 LOG.warning("sweep: pid %d still runs for removed device %s; killing it", pid, netns)
-                iproute.kill_pids([pid])
+                strays.append(pid)
+        if not strays:
+            return
+        links_before = len(iproute.list_links(naming.MGMT_LINK_PREFIX))
+        iproute.kill_pids(strays)
+        # the kernel frees an unnamed namespace, and its veths, shortly after its last
+        # process exits; wait for that so the bridges can go in the same sweep
+        deadline = time.monotonic() + 3.0
+        while (len(iproute.list_links(naming.MGMT_LINK_PREFIX)) >= links_before
+               and time.monotonic() < deadline):
+            time.sleep(0.02)
 
     def _known_from_db(self) -> Optional[set]:
         conf = self.driver.conf

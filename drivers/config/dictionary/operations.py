@@ -1,0 +1,238 @@
+"""Running dictionary operations against one device: render, send, map the answer.
+
+An :class:`Executor` knows one device (its dictionary, transport and
+credentials) and runs ``create``/``update``/``delete``/``list`` of a service and
+the dictionary's ``commit``. It raises VendorError or TransportError; it never
+touches the database (see :mod:`.sync`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from . import mapping, placeholders
+from .errors import PlaceholderError, VendorError
+from .http import AuthMaterial, HttpTransport
+from .loader import LoadedDictionary
+from .model import Call, Operation, ResponseMapping
+from .render import condition, render, render_cli, render_http
+from .ssh import CliSession, SshCredentials, SshTransport
+
+LOG = logging.getLogger(__name__)
+
+#: what delete (and commit) templates may use: the rule's values are gone by then
+DELETE_NAMES = frozenset({"externalId", "ref", "ruleId", "name", "nfId", "jobId"})
+
+
+class NotOnDevice(VendorError):
+    """The object to resolve is not on the device (already deleted, or drift)."""
+
+
+@dataclass
+class DeviceLink:
+    """One device as the executor sees it."""
+
+    device_id: str
+    dictionary: LoadedDictionary
+    vars: dict[str, Any]
+    http: Optional[HttpTransport] = None
+    auth: Optional[AuthMaterial] = None
+    ssh: Optional[SshTransport] = None
+    ssh_credentials: Optional[SshCredentials] = None
+
+
+@dataclass
+class OpResult:
+    external_id: Optional[str] = None
+    #: the device reported "already exists"/"not found" and that counted as success
+    tolerated: bool = False
+
+
+class Executor:
+    """Runs one device's dictionary operations."""
+
+    def __init__(self, link: DeviceLink):
+        self.link = link
+        self.dictionary = link.dictionary.model
+        self.access = self.dictionary.access
+        self._types = link.dictionary.placeholder_types()
+
+    # -- values ---------------------------------------------------------------
+    def values(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Type-check ``values``, add the device vars, apply the value maps."""
+        out = dict(self.link.vars)
+        out.update(placeholders.check_all(values, self._types))
+        for name, table in self.dictionary.value_maps.items():
+            if name in out and out[name] is not None and not isinstance(out[name], (list, dict)):
+                key = str(out[name]).lower() if isinstance(out[name], bool) else str(out[name])
+                if key in table:
+                    out[name] = table[key]
+        return out
+
+    # -- operations -------------------------------------------------------------
+    def run(self, service: str, opname: str, values: dict[str, Any]) -> OpResult:
+        """Run ``services.<service>.<opname>`` with checked ``values``."""
+        op = self._operation(service, opname)
+        where = f"services.{service}.{opname}"
+        values = dict(values)
+        if op.resolve_ref:
+            values["ref"] = self._resolve_ref(service, values.get("externalId"))
+        if self.link.ssh is not None:
+            result = self._run_cli(op, values, where, configure_default=opname != "list")
+        else:
+            result = self._run_http(op, values, where)
+        if op.external_id:
+            result.external_id = render("text", op.external_id, values, f"{where}.externalId") or None
+        return result
+
+    def list(self, service: str) -> list[dict[str, Any]]:
+        """The service's objects on the device, each ``{id, ref?, key?, ...}``."""
+        op = self._operation(service, "list")
+        where = f"services.{service}.list"
+        values = dict(self.link.vars)
+        if self.link.ssh is not None:
+            output = self._cli_lines(op, values, where, configure=bool(op.configure))
+            items = mapping.extract_cli_list(op.response_mapping, output)
+        else:
+            items = []
+            for call in op.calls:
+                doc, _ = self._http_call(call, values, where)
+                if doc is not None and call.response_mapping.list_path:
+                    items = mapping.extract_list(call.response_mapping, self.access.response_format, doc)
+        if op.id_range is not None:
+            items = [i for i in items if str(i["id"]).isdigit()
+                     and op.id_range.min <= int(i["id"]) <= op.id_range.max]
+        return items
+
+    def has(self, service: str, opname: str) -> bool:
+        svc = self.dictionary.services.get(service)
+        return svc is not None and getattr(svc, opname) is not None
+
+    def commit(self) -> None:
+        """Run the dictionary's commit (PAN-OS commit job, pfSense apply), if it has one."""
+        op = self.dictionary.commit
+        if op is None:
+            return
+        values = dict(self.link.vars)
+        if self.link.ssh is not None:
+            self._cli_lines(op, values, "commit", configure=bool(op.configure))
+            return
+        job = None
+        for call in op.calls:
+            doc, _ = self._http_call(call, values, "commit")
+            job = mapping.extract_id(call.response_mapping, self.access.response_format, doc) or job
+        if op.poll is not None and job is not None:
+            self._poll(op, dict(values, jobId=job))
+
+    # -- HTTP -----------------------------------------------------------------------
+    def _run_http(self, op: Operation, values: dict, where: str) -> OpResult:
+        result = OpResult()
+        for index, call in enumerate(op.calls):
+            step = f"{where}.steps.{index}" if op.steps else where
+            doc, tolerated = self._http_call(call, values, step)
+            result.tolerated = result.tolerated or tolerated
+            new_id = mapping.extract_id(call.response_mapping, self.access.response_format, doc)
+            if new_id is not None and not tolerated:
+                result.external_id = new_id
+        return result
+
+    def _http_call(self, call: Call, values: dict, where: str) -> tuple[Any, bool]:
+        if call.when and not condition(call.when, values, f"{where}.when"):
+            return None, False
+        if call.lookup is not None:
+            ref = self._lookup(call, values, where)
+            if ref is None:
+                return None, True
+            values = dict(values, ref=ref)
+        request = render_http(call, values, self.access.base_path, where)
+        if self.access.headers:
+            request.headers = {**self.access.headers, **request.headers}
+        response = self.link.http.send(request, self.link.auth)
+        fmt = self.access.response_format
+        doc = mapping.parse_document(fmt, response.content)
+        what = f"{self.link.dictionary.name} {where} ({request.method} {request.path})"
+        tolerated = mapping.check_http(call.response_mapping, fmt, response.status, doc, response.text, what)
+        return doc, tolerated
+
+    def _poll(self, op: Operation, values: dict) -> None:
+        poll, fmt = op.poll, self.access.response_format
+        for _ in range(poll.max_polls):
+            doc, _ = self._http_call(poll, values, "commit.poll")
+            if str(mapping.first(fmt, doc, poll.until_path)) == poll.until_value:
+                if poll.ok_path and str(mapping.first(fmt, doc, poll.ok_path)) != poll.ok_value:
+                    detail = mapping.first(fmt, doc, poll.response_mapping.error_path) or ""
+                    raise VendorError(f"{self.link.dictionary.name} commit job {values['jobId']} "
+                                      f"failed: {detail}".rstrip(": "))
+                return
+            time.sleep(poll.interval)
+        raise VendorError(f"{self.link.dictionary.name} commit job {values['jobId']} did not finish "
+                          f"after {poll.max_polls} polls")
+
+    # -- CLI ------------------------------------------------------------------------
+    def _run_cli(self, op: Operation, values: dict, where: str, configure_default: bool) -> OpResult:
+        configure = configure_default if op.configure is None else op.configure
+        tolerated = self._cli_lines(op, values, where, configure, want_tolerated=True)
+        return OpResult(tolerated=bool(tolerated))
+
+    def _cli_lines(self, op: Operation, values: dict, where: str, configure: bool,
+                   want_tolerated: bool = False):
+        cli = self.access.cli
+        lines: list[tuple[str, ResponseMapping]] = []
+        for index, call in enumerate(op.calls):
+            step = f"{where}.steps.{index}" if op.steps else where
+            if call.when and not condition(call.when, values, f"{step}.when"):
+                continue
+            lines += [(line, call.response_mapping) for line in render_cli(call, values, step)]
+
+        def work(session: CliSession):
+            outputs, tolerated = [], False
+            if configure:
+                session.send(cli.configure)
+            try:
+                for line, rm in lines:
+                    output = session.send(line)
+                    tolerated = mapping.check_cli(rm, cli.error_patterns, line, output) or tolerated
+                    outputs.append(output)
+                if configure:
+                    for line in cli.commit:
+                        output = session.send(line)
+                        mapping.check_cli(op.response_mapping, cli.error_patterns, line, output)
+            except VendorError:
+                if configure:
+                    session.send(cli.discard)
+                raise
+            if configure:
+                session.send(cli.exit)
+            return tolerated if want_tolerated else "\n".join(outputs)
+
+        return self.link.ssh.run(work, self.link.ssh_credentials)
+
+    # -- helpers ----------------------------------------------------------------------
+    def _operation(self, service: str, opname: str) -> Operation:
+        svc = self.dictionary.services.get(service)
+        op = getattr(svc, opname, None) if svc is not None else None
+        if op is None:
+            raise VendorError(f"dictionary {self.link.dictionary.name} has no {service}.{opname} operation")
+        return op
+
+    def _lookup(self, call: Call, values: dict, where: str) -> Optional[str]:
+        lookup, fmt = call.lookup, self.access.response_format
+        probe = Call(method="GET", endpoint=lookup.endpoint)
+        doc, _ = self._http_call(probe, values, f"{where}.lookup")
+        wanted = render("text", lookup.equals, values, f"{where}.lookup.equals")
+        for element in mapping.find(fmt, doc, lookup.list_path):
+            if str(mapping.first(fmt, element, lookup.match_path)) == wanted:
+                ref = mapping.first(fmt, element, lookup.ref_path)
+                return None if ref is None else str(ref)
+        return None
+
+    def _resolve_ref(self, service: str, external_id: Optional[str]) -> str:
+        for item in self.list(service):
+            if item["id"] == external_id:
+                ref = item.get("ref")
+                if ref is None:
+                    raise PlaceholderError("ref", f"list item {external_id} has no refPath value")
+                return str(ref)
+        raise NotOnDevice(f"{service} {external_id} is not on device {self.link.device_id}")

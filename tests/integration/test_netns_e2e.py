@@ -1,0 +1,124 @@
+"""End to end through the RPC API: a real nfp daemon creates netns devices and configures
+nftables and HAProxy on them; real packets prove it."""
+from __future__ import annotations
+
+import collections
+import os
+
+import pytest
+
+from nfp.drivers.device.netns import iproute, naming
+from nfp.testing.topology import Topology, unavailable_reason
+
+pytestmark = pytest.mark.integration
+
+FLAVOR = "service_vendor=linux,device_type=netns"
+WEB = "198.18.1.10"
+CONFIG = {"orchestrator": {"device_poll_interval": 0.2}, "device_drivers": {"netns": {}}}
+
+
+@pytest.fixture
+def env(tmp_path):
+    reason = unavailable_reason()
+    if reason:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason} (CI=true: netns tests must run)")
+        pytest.skip(reason)
+    from nfp.testing.harness import Harness
+    with Topology() as topo:
+        provider = topo.network("provider", "198.18.1.0/24", gateway_ip="198.18.1.1")
+        consumer = topo.network("consumer", "198.18.2.0/24", gateway_ip="198.18.2.1")
+        with Harness(tmp_path / "nfp", config=CONFIG, workers=2) as harness:
+            yield harness, topo, provider, consumer
+
+
+def _nf(provider, consumer, service_type, elements, name="nf"):
+    return {"name": name, "tenant_id": "t1",
+            "service_profile": {"id": "p1", "service_type": service_type, "service_flavor": FLAVOR},
+            "provider": provider.port("198.18.1.1", "provider"),
+            "consumer": consumer.port("198.18.2.1", "consumer"),
+            "service_config": {"config": elements}}
+
+
+def _firewall(*rules):
+    return [{"resource": "firewall", "resource_data": {"rules": list(rules)}}]
+
+
+def _device_namespaces():
+    return iproute.list_netns(naming.DEVICE_NETNS_PREFIX)
+
+
+def test_firewall_nf_create_update_bad_update_delete(env):
+    harness, topo, provider, consumer = env
+    web = topo.host("web", provider, WEB)
+    web.serve_http(80)
+    web.serve_http(8080)
+    client = topo.host("client", consumer, "198.18.2.10")
+    web_rule = {"name": "web", "protocol": "tcp", "destination_port": 80}
+
+    nf = harness.client.create_network_function(_nf(provider, consumer, "firewall", _firewall(web_rule)))
+    harness.wait_for_status(nf["id"], "ACTIVE", timeout=60)
+    assert client.http_get(WEB, 80) == (200, "web")
+    assert client.tcp(WEB, 8080) == "timeout"
+
+    alt_rule = {"name": "alt", "protocol": "tcp", "destination_port": 8080}
+    harness.client.call("update_network_function", network_function_id=nf["id"],
+                        config={"config": _firewall(web_rule, alt_rule)})
+    harness.wait_for_status(nf["id"], "ACTIVE", timeout=60)
+    assert client.tcp(WEB, 8080) == "open"
+
+    bad = {"name": "bad", "protocol": "tcp", "source_ip_address": "198.18.2.0/99"}
+    harness.client.call("update_network_function", network_function_id=nf["id"],
+                        config={"config": _firewall(web_rule, bad)})
+    failed = harness.wait_for_status(nf["id"], "ERROR", timeout=60)
+    assert "rules.1.source_ip_address" in failed["status_description"]
+    # the device kept its previous working config
+    assert client.http_get(WEB, 80) == (200, "web")
+    assert client.tcp(WEB, 8080) == "open"
+
+    harness.client.delete_network_function(nf["id"])
+    harness.wait_gone(nf["id"], timeout=60)
+    assert _device_namespaces() == []
+    assert client.tcp(WEB, 8080) == "unreachable" or client.tcp(WEB, 8080) == "timeout"
+
+
+def test_bad_config_on_create_fails_naming_the_field(env):
+    harness, topo, provider, consumer = env
+    rule = {"name": "x", "protocol": "tcp", "destination_port": 99999}
+    nf = harness.client.create_network_function(_nf(provider, consumer, "firewall", _firewall(rule)))
+    failed = harness.wait_for_status(nf["id"], "ERROR", timeout=60)
+    assert "rules.0.destination_port" in failed["status_description"]
+    harness.client.delete_network_function(nf["id"])
+    harness.wait_gone(nf["id"], timeout=60)
+    assert _device_namespaces() == []
+
+
+def test_loadbalancer_members_follow_policy_target_notifications(env):
+    harness, topo, provider, consumer = env
+    members = [topo.host(f"m{i}", provider, f"198.18.1.{10 + i}") for i in range(3)]
+    for host in members:
+        host.serve_http(8080)
+    client = topo.host("client", consumer, "198.18.2.10")
+    lb = {"vip_address": "198.18.2.100", "protocol_port": 80,
+          "members": [{"id": "pt-m0", "address": members[0].ip, "protocol_port": 8080},
+                      {"id": "pt-m1", "address": members[1].ip, "protocol_port": 8080}]}
+    nf = harness.client.create_network_function(
+        _nf(provider, consumer, "loadbalancer", [{"resource": "loadbalancer", "resource_data": lb}]))
+    harness.wait_for_status(nf["id"], "ACTIVE", timeout=60)
+
+    def spread():
+        return collections.Counter(client.http_get("198.18.2.100", 80)[1] for _ in range(30))
+
+    assert set(spread()) == {"m0", "m1"}
+    harness.client.call("policy_target_added_notification", network_function_id=nf["id"],
+                        policy_target={"id": "pt-m2", "ip_address": members[2].ip, "port": 8080})
+    harness.wait_for_status(nf["id"], "ACTIVE", timeout=60)
+    assert set(spread()) == {"m0", "m1", "m2"}
+    harness.client.call("policy_target_removed_notification", network_function_id=nf["id"],
+                        policy_target={"id": "pt-m0"})
+    harness.wait_for_status(nf["id"], "ACTIVE", timeout=60)
+    assert set(spread()) == {"m1", "m2"}
+
+    harness.client.delete_network_function(nf["id"])
+    harness.wait_gone(nf["id"], timeout=60)
+    assert _device_namespaces() == []

@@ -60,6 +60,7 @@ class Redactor:
             return
         forms = {value, json.dumps(value)[1:-1], urllib.parse.quote(value, safe=""),
                  urllib.parse.quote_plus(value)}
+        _bridge(forms)
         with self._lock:
             if forms <= self._values:
                 return
@@ -76,6 +77,17 @@ class Redactor:
 
     def __contains__(self, value: str) -> bool:
         return value in self._values
+
+
+def _bridge(forms: set[str]) -> None:
+    """Also register with the daemon's log setup (:mod:`nfp.logs`), whose handler
+    filter masks the same values in the shared log stream."""
+    try:
+        from nfp.logs import register_secret
+    except ImportError:
+        return
+    for form in forms:
+        register_secret(form)
 
 
 #: the process-wide registry used by :class:`RedactionFilter`

@@ -37,7 +37,7 @@ def make_engine(url: str, pool_size: int = 10, echo: bool = False) -> Engine:
 
         return engine
     return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
-                         pool_pre_ping=True, pool_recycle=3600,
+                         pool_pre_ping=False, pool_recycle=1800,
                          connect_args={"application_name": f"nfp-{os.getpid()}"}
                          if url.startswith("postgresql") else {})
 

@@ -5,7 +5,7 @@ from nfp.engine.events import EventSpec, done
 from nfp.engine.registry import handler
 
 
-@handler("engine.noop")
+@handler("engine.noop", io=False)
 def noop(step):
     """Emit the next link of a chain until ``remaining`` reaches zero."""
     remaining = int(step.payload.get("remaining", 0))

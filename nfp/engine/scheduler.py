@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import heapq
 import logging
+import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,11 @@ from nfp.engine.executor import Executor, Result
 from nfp.engine.store import Ref
 
 LOG = logging.getLogger(__name__)
+
+#: most pure state-transition steps committed in one transaction
+BATCH = 64
+#: threads committing batches (each holds one database connection)
+BATCH_THREADS = 2
 
 
 class KeyScheduler:
@@ -48,6 +54,11 @@ class KeyScheduler:
         self._timers: list[tuple[float, int, Ref]] = []
         self._idle = threading.Condition(self._lock)
         self.completed = 0
+        self._batch_q: queue.SimpleQueue = queue.SimpleQueue()
+        self._batchers = [threading.Thread(target=self._run_batches, name=f"batch-{i}", daemon=True)
+                          for i in range(BATCH_THREADS)]
+        for thread in self._batchers:
+            thread.start()
 
     # -- intake -----------------------------------------------------------
     def offer(self, refs: list[Ref]) -> None:
@@ -66,8 +77,8 @@ class KeyScheduler:
                     self._waiting[ref.key].append(ref)
                 else:
                     to_start.append(self._mark_busy(ref))
-        for key, event_id in to_start:
-            self._submit(key, event_id)
+        for item in to_start:
+            self._submit(*item)
 
     def fire_timers(self) -> float:
         """Start due timers; return seconds until the next one (at most 1)."""
@@ -81,8 +92,8 @@ class KeyScheduler:
                 else:
                     to_start.append(self._mark_busy(ref))
             nxt = self._timers[0][0] - now if self._timers else 1.0
-        for key, event_id in to_start:
-            self._submit(key, event_id)
+        for item in to_start:
+            self._submit(*item)
         return max(0.0, min(nxt, 1.0))
 
     def expire_overdue(self) -> None:
@@ -96,13 +107,41 @@ class KeyScheduler:
             self._finish(key, event_id, result)
 
     # -- running ----------------------------------------------------------
-    def _mark_busy(self, ref: Ref) -> tuple[str, int]:
+    def _mark_busy(self, ref: Ref) -> tuple[str, int, str]:
         now = time.time()
         self._busy_keys[ref.key] = (ref.id, now, now + deadline_of(ref.type, self.default_deadline))
-        return ref.key, ref.id
+        return ref.key, ref.id, ref.type
 
-    def _submit(self, key: str, event_id: int) -> None:
-        self.pool.submit(self._run, key, event_id)
+    def _submit(self, key: str, event_id: int, event_type: str = "") -> None:
+        if registry.batchable(event_type):
+            self._batch_q.put((key, event_id))
+        else:
+            self.pool.submit(self._run, key, event_id)
+
+    def _run_batches(self) -> None:
+        """Pure state transitions: take what is queued (up to BATCH) and commit it
+        in one transaction."""
+        while True:
+            first = self._batch_q.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < BATCH:
+                try:
+                    item = self._batch_q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._batch_q.put(None)
+                    break
+                batch.append(item)
+            try:
+                results = self.executor.run_batch([event_id for _, event_id in batch])
+            except Exception:
+                LOG.exception("batch of %d steps crashed; they stay pending for a rescan", len(batch))
+                results = {}
+            for key, event_id in batch:
+                self._finish(key, event_id, results.get(event_id) or Result(closed=False))
 
     def _run(self, key: str, event_id: int) -> None:
         try:
@@ -162,6 +201,8 @@ class KeyScheduler:
             return not self._busy_keys
 
     def close(self) -> None:
+        for _ in self._batchers:
+            self._batch_q.put(None)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 

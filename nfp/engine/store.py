@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 
 from nfp.db.base import utcnow
 from nfp.db.models import Event, EventStatus
@@ -51,11 +51,16 @@ def _insert(conn, rows: list[dict]) -> list[Ref]:
 def add(conn, items: Iterable[EventSpec | Graph], generation: int = 0,
         parent_id: Optional[int] = None) -> list[Ref]:
     """Insert steps and graphs; return the refs that are ready to dispatch now."""
+    return add_many(conn, [(item, generation) for item in items], parent_id)
+
+
+def add_many(conn, items: list[tuple[EventSpec | Graph, int]],
+             parent_id: Optional[int] = None) -> list[Ref]:
+    """Like :func:`add` with a generation per item: plain steps in one INSERT."""
     now = utcnow()
-    plain = [i for i in items]
-    ready = _insert(conn, [_row(s, generation, now, EventStatus.PENDING, parent_id)
-                           for s in plain if isinstance(s, EventSpec)])
-    for graph in (g for g in plain if isinstance(g, Graph)):
+    ready = _insert(conn, [_row(s, gen, now, EventStatus.PENDING, parent_id)
+                           for s, gen in items if isinstance(s, EventSpec)])
+    for graph, generation in ((g, gen) for g, gen in items if isinstance(g, Graph)):
         parent = _insert(conn, [_row(graph.parent, generation, now, EventStatus.WAITING,
                                      parent_id, children=len(graph.children))])[0]
         if not graph.children:
@@ -67,9 +72,22 @@ def add(conn, items: Iterable[EventSpec | Graph], generation: int = 0,
     return ready
 
 
-def load(conn, ids: list[int]) -> list:
-    """Rows of the given ids (any status)."""
-    return list(conn.execute(select(T).where(T.c.id.in_(ids))))
+def load(conn, ids: list[int], lock: bool = False) -> list:
+    """Rows of the given ids (any status); ``lock`` holds them until commit, so a
+    concurrent cancel waits for a batch instead of racing it."""
+    stmt = select(T).where(T.c.id.in_(ids))
+    if lock:
+        stmt = stmt.with_for_update()
+    return list(conn.execute(stmt))
+
+
+def finish_many(conn, items: list[dict]) -> None:
+    """Close rows already locked open by :func:`load` (``id``, ``result``) as done."""
+    if items:
+        now = utcnow()
+        conn.execute(update(T).where(T.c.id == bindparam("eid")).values(
+            status=EventStatus.DONE, result=bindparam("res"), finished_at=now),
+            [{"eid": i["id"], "res": i["result"]} for i in items])
 
 
 def claim(conn, ids: list[int]) -> None:

@@ -231,7 +231,9 @@ class RpcListener:
 
     def _accept(self, topic: str, message) -> None:
         self.counters.add("received")
-        body, headers = message.body, message.headers or {}
+        # kombu's Message has already inflated a compressed body
+        body = message.body
+        headers = {k: v for k, v in (message.headers or {}).items() if k != "compression"}
         limit = self.conf.rpc.max_message_bytes
         if len(body) > limit:
             exc = MessageTooLarge(len(body), limit)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
+import uuid
 from pathlib import Path
 from queue import Empty
 from typing import Any, Optional
@@ -19,7 +21,8 @@ from urllib.parse import urlsplit
 
 import kombu
 from kombu.transport import filesystem, virtual
-from kombu.utils.json import loads
+from kombu.exceptions import ChannelError
+from kombu.utils.json import dumps, loads
 
 from nfp.config import NfpConfig
 
@@ -33,14 +36,25 @@ class TransportURLError(ValueError):
 
 
 class _FilesystemChannel(filesystem.Channel):
-    """kombu's filesystem channel with an atomic claim.
+    """kombu's filesystem channel with atomic writes and claims.
 
-    kombu claims a message by ``shutil.move`` into the system temp directory.
-    Across filesystems that is a copy then an unlink, so two processes can
-    both claim the same message. Here a claim is ``os.rename`` into a folder
-    beside the data folder (same filesystem, atomic), and only the process
-    whose rename succeeded reads and deletes the file.
+    kombu writes a message in place (a reader can open it while it is still
+    empty) and claims one by ``shutil.move`` into the system temp directory,
+    which across filesystems is a copy then an unlink, so two processes can
+    both claim it. Here a message is written under a temporary name and renamed
+    into the data folder, and a claim is ``os.rename`` into a folder on the same
+    filesystem: only the process whose rename succeeded reads and deletes it.
     """
+
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+        name = f"{int(round(time.monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+        staging = os.path.join(self.transport_options["staging_folder"], name)
+        try:
+            with open(staging, "wb") as f:
+                f.write(dumps(payload).encode("utf-8"))
+            os.rename(staging, os.path.join(self.data_folder_out, name))
+        except OSError as exc:
+            raise ChannelError(f"Cannot add message {name!r} to the bus") from exc
 
     def _get(self, queue: str) -> Any:
         wanted = f"{queue}.msg"
@@ -60,6 +74,15 @@ class _FilesystemChannel(filesystem.Channel):
                 os.unlink(target)
             return loads(payload.decode("utf-8"))
         raise Empty()
+
+    def get_table(self, exchange: str) -> list:
+        # a binding file being created is empty for an instant: read it again
+        for _ in range(50):
+            try:
+                return super().get_table(exchange)
+            except ValueError:
+                time.sleep(0.002)
+        return super().get_table(exchange)
 
 
 class FilesystemTransport(filesystem.Transport):
@@ -121,7 +144,7 @@ def _filesystem_connection(url: str, conf: NfpConfig) -> kombu.Connection:
         raise TransportURLError("transport url: filesystem:// needs an absolute path "
                                 f"(filesystem:///var/lib/nfp/bus), got {url!r}")
     root = Path(path)
-    folders = {name: root / name for name in ("data", "control", "claimed")}
+    folders = {name: root / name for name in ("data", "control", "claimed", "staging")}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     options = {
@@ -129,6 +152,7 @@ def _filesystem_connection(url: str, conf: NfpConfig) -> kombu.Connection:
         "data_folder_out": str(folders["data"]),
         "control_folder": str(folders["control"]),
         "claim_folder": str(folders["claimed"]),
+        "staging_folder": str(folders["staging"]),
         "polling_interval": conf.transport.polling_interval,
     }
     return kombu.Connection("filesystem://", transport=FilesystemTransport,

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from nfp.drivers.device.netns import iproute, naming
+from nfp.drivers.device.netns import NetnsDeviceDriver, iproute, naming
 from nfp.testing.topology import Topology, unavailable_reason
 
 pytestmark = pytest.mark.integration
@@ -28,8 +28,13 @@ def env(tmp_path):
     with Topology() as topo:
         provider = topo.network("provider", "198.18.1.0/24", gateway_ip="198.18.1.1")
         consumer = topo.network("consumer", "198.18.2.0/24", gateway_ip="198.18.2.1")
-        with Harness(tmp_path / "nfp", config=CONFIG, workers=2) as harness:
-            yield harness, topo, provider, consumer
+        harness = Harness(tmp_path / "nfp", config=CONFIG, workers=2)
+        try:
+            with harness:
+                yield harness, topo, provider, consumer
+        finally:
+            # devices outlive the daemon by design; a failed test must not leave any
+            NetnsDeviceDriver(harness.conf, {}).startup_sweep(known_ids=set())
 
 
 def _nf(provider, consumer, service_type, elements, name="nf"):
@@ -67,25 +72,37 @@ def test_firewall_nf_create_update_bad_update_delete(env):
     harness.wait_for_status(nf["id"], "ACTIVE", timeout=60)
     assert client.tcp(WEB, 8080) == "open"
 
+    # invalid for the schema: refused at the API, the NF keeps running as it was
     bad = {"name": "bad", "protocol": "tcp", "source_ip_address": "198.18.2.0/99"}
+    with pytest.raises(Exception, match=r"rules\.1\.source_ip_address"):
+        harness.client.call("update_network_function", network_function_id=nf["id"],
+                            config={"config": _firewall(web_rule, bad)})
+    assert harness.client.get_network_function(nf["id"])["status"] == "ACTIVE"
+
+    # valid for the schema, refused by the linux driver before it touches the device
+    clash = {"name": "web", "protocol": "udp"}
     harness.client.call("update_network_function", network_function_id=nf["id"],
-                        config={"config": _firewall(web_rule, bad)})
+                        config={"config": _firewall(web_rule, clash)})
     failed = harness.wait_for_status(nf["id"], "ERROR", timeout=60)
-    assert "rules.1.source_ip_address" in failed["status_description"]
-    # the device kept its previous working config
+    assert "rules.1.name" in failed["status_description"]
+    # either way the device kept its previous working config
     assert client.http_get(WEB, 80) == (200, "web")
     assert client.tcp(WEB, 8080) == "open"
 
     harness.client.delete_network_function(nf["id"])
     harness.wait_gone(nf["id"], timeout=60)
     assert _device_namespaces() == []
-    assert client.tcp(WEB, 8080) == "unreachable" or client.tcp(WEB, 8080) == "timeout"
+    assert client.tcp(WEB, 8080) in ("unreachable", "timeout")
 
 
 def test_bad_config_on_create_fails_naming_the_field(env):
     harness, topo, provider, consumer = env
-    rule = {"name": "x", "protocol": "tcp", "destination_port": 99999}
-    nf = harness.client.create_network_function(_nf(provider, consumer, "firewall", _firewall(rule)))
+    with pytest.raises(Exception, match=r"rules\.0\.destination_port"):
+        harness.client.create_network_function(_nf(provider, consumer, "firewall", _firewall(
+            {"name": "x", "protocol": "tcp", "destination_port": 99999})))
+    # icmp with a port passes the schema; the driver refuses it and the NF goes to ERROR
+    nf = harness.client.create_network_function(_nf(provider, consumer, "firewall", _firewall(
+        {"name": "x", "protocol": "icmp", "destination_port": 80})))
     failed = harness.wait_for_status(nf["id"], "ERROR", timeout=60)
     assert "rules.0.destination_port" in failed["status_description"]
     harness.client.delete_network_function(nf["id"])

@@ -62,7 +62,7 @@ def test_filesystem_url_needs_an_absolute_path_and_creates_its_folders(tmp_path)
         connection_for("kafka://x")
     conf = NfpConfig(transport={"polling_interval": 0.5})
     conn = connection_for(f"filesystem://{tmp_path}/bus", conf)
-    assert {p.name for p in (tmp_path / "bus").iterdir()} == {"data", "control", "claimed"}
+    assert {p.name for p in (tmp_path / "bus").iterdir()} == {"data", "control", "claimed", "staging"}
     assert conn.transport_options["polling_interval"] == 0.5
     assert is_virtual(conn) and is_virtual(connection_for("memory://"))
 

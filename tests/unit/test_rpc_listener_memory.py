@@ -277,7 +277,7 @@ def test_a_poison_request_is_isolated_and_dropped(start, client, conf):
     failure = codec.parse_failure(reply["failure"])
     assert failure["class"] == "PoisonMessage" and "failed 2 times" in failure["message"]
     until(lambda: sorted(d.done) == [0, 1, 2], what="healthy requests")
-    assert listener.counters["rejected"] == 1
+    until(lambda: listener.counters["rejected"] == 1, what="the rejection")
     assert client.call({}, "echo", x="still serving") == "still serving"
 
 

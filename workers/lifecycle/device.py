@@ -135,7 +135,7 @@ def plug(step):
     return done({"plugged": len(data["ports"])})
 
 
-@handler("device.up", on_failure=on_create_failure)
+@handler("device.up", on_failure=on_create_failure, io=False)
 def device_up(step):
     """Fan-in: every child succeeded → device and instance ACTIVE, configure."""
     failed = [c for c in step.children() if c.status != "done"]

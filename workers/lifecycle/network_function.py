@@ -63,7 +63,7 @@ def on_delete_step_failure(step, reason):
 
 
 # -- create -----------------------------------------------------------------
-@handler("nf.create", on_failure=on_create_failure)
+@handler("nf.create", on_failure=on_create_failure, io=False)
 def create(step):
     """Record the instance and its data ports, then hand over to the device machine."""
     nf = common.get_nf(step.session, step.scope)
@@ -87,7 +87,7 @@ def configure_service(step):
     return _apply_service_config(step, "create")
 
 
-@handler("nf.configured", on_failure=on_create_failure)
+@handler("nf.configured", on_failure=on_create_failure, io=False)
 def configured(step):
     """Fan-in of the configuration steps: the NF is ACTIVE."""
     failed = [c for c in step.children() if c.status != "done"]
@@ -101,7 +101,7 @@ def configured(step):
 
 
 # -- queued operations ------------------------------------------------------
-@handler("nf.op", on_failure=on_op_failure)
+@handler("nf.op", on_failure=on_op_failure, io=False)
 def operation(step):
     """Start a queued operation once no other operation runs on the NF."""
     nf = common.get_nf(step.session, step.scope, lock=True)
@@ -179,7 +179,7 @@ def _apply_service_config(step, operation: str):
 
 
 # -- delete -----------------------------------------------------------------
-@handler("nf.delete", on_failure=on_delete_step_failure)
+@handler("nf.delete", on_failure=on_delete_step_failure, io=False)
 def delete(step):
     nf = common.get_nf(step.session, step.scope)
     nfi = common.get_nfi(step.session, step.scope)
@@ -220,7 +220,7 @@ def on_delete_done_failure(step, reason):
     return None
 
 
-@handler("nf.delete_done", on_failure=on_delete_done_failure)
+@handler("nf.delete_done", on_failure=on_delete_done_failure, io=False)
 def delete_done(step):
     """Remove the NF, its instance and port records."""
     nf = common.get_nf(step.session, step.scope)

@@ -129,6 +129,9 @@ class DictionaryConfigDriver(ConfigDriver):
             items = self._items(request)
             loaded = self.catalog.get(device.service_vendor)
             if service not in loaded.model.services:
+                if request.operation == "delete":  # nothing can have been pushed
+                    return ConfigResult(ConfigStatus.UNHANDLED,
+                                        data={"reason": f"dictionary {loaded.name} has no {service}"})
                 raise VendorError(f"dictionary {loaded.name} has no {service} service; "
                                   f"{device.service_vendor} devices cannot take {request.resource}")
             with self._device_lock(device.id):

@@ -27,7 +27,8 @@ from nfp.drivers.config.base import (ConfigDriver, ConfigError, ConfigRequest, C
                                      ConfigStatus, DeviceTarget)
 from nfp.drivers.config.linux import haproxy, nft, routes
 from nfp.drivers.config.linux.ssh import SshPool
-from nfp.resources import OPAQUE_RESOURCES, ResourceError, parse_resource
+from nfp.resources import (OPAQUE_RESOURCES, Firewall, LoadBalancer, ResourceError,
+                           StaticRoutes, parse_resource)
 
 LOG = logging.getLogger(__name__)
 
@@ -83,9 +84,14 @@ class LinuxConfigDriver(ConfigDriver):
             model = parse_resource(request.resource, request.resource_data)
             _CHECKS.get(request.resource, lambda _m: None)(model)
         except ResourceError as exc:
-            LOG.warning("nf %s: %s config rejected before reaching device %s: %s",
-                        request.nf_id, request.resource, request.device.id, exc)
-            return _failure(str(exc))
+            if request.operation == "delete" and request.resource in _DELETE_WITHOUT_DATA:
+                # removing what an NF owns needs only the NF's id: a config that is (now)
+                # invalid must not keep its rules, proxy or routes on the device
+                model = _DELETE_WITHOUT_DATA[request.resource]()
+            else:
+                LOG.warning("nf %s: %s config rejected before reaching device %s: %s",
+                            request.nf_id, request.resource, request.device.id, exc)
+                return _failure(str(exc))
         started = time.monotonic()
         try:
             result = getattr(self, f"_apply_{request.resource}")(request, model)
@@ -184,6 +190,9 @@ class LinuxConfigDriver(ConfigDriver):
 
 #: per-resource checks the schema cannot express
 _CHECKS = {"firewall": nft.check, "loadbalancer": haproxy.check}
+#: resources whose delete works from the owner alone (routes: every route the owner added)
+_DELETE_WITHOUT_DATA = {"firewall": Firewall, "routes": StaticRoutes,
+                        "loadbalancer": lambda: LoadBalancer(vip_address="0.0.0.0", protocol_port=1)}
 
 
 def _owner_id(request: ConfigRequest) -> str:

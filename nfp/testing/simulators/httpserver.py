@@ -120,7 +120,8 @@ class HttpSimulator:
         config = uvicorn.Config(self.app(), log_level="warning", access_log=False, lifespan="off",
                                 ssl_certfile=self.cert.cert_path if self.tls else None,
                                 ssl_keyfile=self.cert.key_path if self.tls else None,
-                                timeout_keep_alive=30, backlog=512)
+                                timeout_keep_alive=30, backlog=512,
+                                timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
                                         name=f"sim-{self.vendor}", daemon=True)
@@ -135,7 +136,9 @@ class HttpSimulator:
 
     def stop(self) -> None:
         if self._server is not None:
+            # a client's idle keep-alive TLS connection would hold a graceful exit open
             self._server.should_exit = True
+            self._server.force_exit = True
             self._thread.join(timeout=10)
             self._server = None
         if self._socket is not None:

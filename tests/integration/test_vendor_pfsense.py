@@ -1,0 +1,156 @@
+"""pfSense end to end: the dictionary driver against the pfSense simulator,
+directly and through the orchestrator (harness), with faults and drift."""
+from __future__ import annotations
+
+import pytest
+
+from nfp.config import NfpConfig
+from nfp.db import all_models
+from nfp.db.engine import make_engine, make_sessionmaker
+from nfp.drivers.config.base import ConfigRequest, ConfigStatus
+from nfp.drivers.config.dictionary.driver import DictionaryConfigDriver
+from nfp.secrets import SecretStore, load_key
+from nfp.testing.simulators.pfsense import PfSenseSimulator
+from nfp.testing.simulators.wiring import credentials_for, device_target, static_inventory_entry
+
+API_KEY = "pfs-KEY-7f3a9c2e51d04b8a"
+FIREWALL = {"rules": [
+    {"name": "web", "protocol": "tcp", "source_ip_address": "198.18.10.0/24",
+     "destination_ip_address": "198.18.20.5/32", "destination_port": "80:88", "source_port": "1024:65535"},
+    {"name": "dns", "protocol": "udp", "destination_port": 53, "action": "deny", "description": "no dns"},
+]}
+PORT_FORWARDING = {"rules": [
+    {"name": "ssh", "protocol": "tcp", "external_ip": "198.18.0.10", "external_port": 2222,
+     "internal_ip": "198.18.1.5", "internal_port": 22, "source_ip_address": "198.18.99.0/24"},
+]}
+
+
+@pytest.fixture
+def sim():
+    with PfSenseSimulator(api_key=API_KEY) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def driver(tmp_path):
+    conf = NfpConfig(state_dir=str(tmp_path))
+    engine = make_engine(conf.database_url)
+    all_models().create_all(engine)
+    SecretStore(make_sessionmaker(engine), load_key(conf)).put("dev-1-credentials", {"api_key": API_KEY})
+    drv = DictionaryConfigDriver(conf, {"retries": 1, "backoff": 0.01, "timeout": 2})
+    yield drv
+    drv.close()
+
+
+def _apply(driver, sim, operation, resource, data, nf_id="nf-1"):
+    return driver.apply(ConfigRequest(operation, "firewall", resource, data, device_target(sim), nf_id=nf_id))
+
+
+def test_firewall_and_port_forwarding_create_list_delete(driver, sim):
+    result = _apply(driver, sim, "create", "firewall", FIREWALL)
+    assert result.ok, result.error
+    rules = sim.table("firewall/rule")
+    assert [r["type"] for r in rules] == ["pass", "block"]
+    web = rules[0]
+    assert (web["protocol"], web["source"], web["destination"]) == ("tcp", "198.18.10.0/24", "198.18.20.5")
+    assert (web["source_port"], web["destination_port"]) == ("1024:65535", "80:88")
+    assert result.external_ids == {"web": str(web["tracker"]), "dns": str(rules[1]["tracker"])}
+    assert sim.pending_apply is False and sim.applied_count == 1
+
+    assert _apply(driver, sim, "create", "port_forwarding", PORT_FORWARDING).ok
+    (pf,) = sim.table("firewall/nat/port_forward")
+    assert (pf["destination"], pf["destination_port"], pf["target"], pf["local_port"], pf["source"]) == \
+        ("198.18.0.10", "2222", "198.18.1.5", "22", "198.18.99.0/24")
+
+    listed = driver.list_resources(device_target(sim), "firewall")
+    assert sorted(i["id"] for i in listed) == sorted(result.external_ids.values())
+
+    seen = sim.requests_seen
+    assert _apply(driver, sim, "create", "firewall", FIREWALL).ok      # idempotent: nothing pushed
+    assert sim.requests_seen == seen and len(sim.table("firewall/rule")) == 2
+
+    # delete the first rule: pfSense renumbers the second, nfp resolves it by tracker
+    assert _apply(driver, sim, "update", "firewall", {"rules": [FIREWALL["rules"][1]]}).ok
+    assert [r["type"] for r in sim.table("firewall/rule")] == ["block"]
+    assert _apply(driver, sim, "delete", "firewall", FIREWALL).ok
+    assert _apply(driver, sim, "delete", "port_forwarding", PORT_FORWARDING).ok
+    assert sim.table("firewall/rule") == [] and sim.table("firewall/nat/port_forward") == []
+
+
+def test_changed_rule_is_updated_in_place(driver, sim):
+    assert _apply(driver, sim, "create", "firewall", FIREWALL).ok
+    tracker = sim.table("firewall/rule")[1]["tracker"]
+    changed = {"rules": [FIREWALL["rules"][0], dict(FIREWALL["rules"][1], action="reject")]}
+    assert _apply(driver, sim, "update", "firewall", changed).ok
+    rule = sim.table("firewall/rule")[1]
+    assert (rule["type"], rule["tracker"]) == ("reject", tracker)
+
+
+def test_retries_5xx_on_reads_and_reports_auth_failure(driver, sim):
+    assert _apply(driver, sim, "create", "firewall", FIREWALL).ok
+    sim.faults.fail_next(1, status=503)                      # GET list is idempotent: retried
+    assert len(driver.list_resources(device_target(sim), "firewall")) == 2
+    sim.faults.reject_auth = True
+    result = _apply(driver, sim, "create", "port_forwarding", PORT_FORWARDING)
+    assert result.status == ConfigStatus.FAILURE
+    assert "401" in result.error and "AUTH_AUTHENTICATION_FAILED" in result.error
+    assert API_KEY not in result.error
+
+
+def test_timeout_is_a_clear_failure(driver, sim):
+    sim.faults.delay_next(1, seconds=3)
+    result = _apply(driver, sim, "create", "port_forwarding", PORT_FORWARDING)
+    assert result.status == ConfigStatus.FAILURE and "no answer within 2 s" in result.error
+
+
+def test_vendor_validation_error_names_the_field(driver, sim):
+    bad = {"rules": [{"name": "p", "protocol": "any", "destination_port": 80}]}
+    result = _apply(driver, sim, "create", "firewall", bad)
+    assert result.status == ConfigStatus.FAILURE
+    assert "FIREWALL_RULE_PORTS_WITHOUT_TCP_UDP" in result.error
+
+
+def test_drift_is_visible_in_the_listing(driver, sim):
+    assert _apply(driver, sim, "create", "firewall", FIREWALL).ok
+    sim.drift({"op": "remove", "model": "firewall/rule", "id": 0})
+    sim.drift({"op": "add", "model": "firewall/rule", "object": {
+        "type": "pass", "interface": ["wan"], "source": "any", "destination": "any", "descr": "manual"}})
+    keys = [i["key"] for i in driver.list_resources(device_target(sim), "firewall")]
+    assert keys[1] == "manual" and not any(k.startswith(("nfp-") ) and "web" in k for k in keys)
+    # deleting the NF's rules removes what is there and tolerates what is gone
+    assert _apply(driver, sim, "delete", "firewall", FIREWALL).ok
+    assert [r["descr"] for r in sim.table("firewall/rule")] == ["manual"]
+
+
+def test_through_the_orchestrator(tmp_path, sim):
+    from nfp.testing.harness import Harness
+    config = {"device_drivers": {"static": {"devices": [static_inventory_entry(sim)]}},
+              "logging": {"level": "DEBUG"}}
+    with Harness(tmp_path, config=config, workers=2) as h:
+        engine = make_engine(h.conf.database_url)
+        SecretStore(make_sessionmaker(engine), load_key(h.conf)).put("dev-1-credentials", credentials_for(sim))
+        nf = h.client.create_network_function({
+            "name": "fw1", "tenant_id": "t1",
+            "service_profile": {"id": "p1", "service_type": "firewall",
+                                "service_flavor": "service_vendor=pfsense,device_type=static"},
+            "service_config": {"config": [{"resource": "firewall", "resource_data": FIREWALL},
+                                          {"resource": "port_forwarding", "resource_data": PORT_FORWARDING}]}})
+        h.wait_for_status(nf["id"], "ACTIVE", timeout=60)
+        assert [r["type"] for r in sim.table("firewall/rule")] == ["pass", "block"]
+        assert len(sim.table("firewall/nat/port_forward")) == 1
+        h.client.delete_network_function(nf["id"])
+        h.wait_gone(nf["id"], timeout=60)
+        assert sim.table("firewall/rule") == [] and sim.table("firewall/nat/port_forward") == []
+        _assert_secret_nowhere(API_KEY, h.logs(), engine)
+
+
+def _assert_secret_nowhere(secret: str, logs: str, engine) -> None:
+    """Grep every log line and every column of every row for ``secret``."""
+    from sqlalchemy import inspect, text
+    assert logs, "the daemon wrote no log lines"
+    leaked = [line for line in logs.splitlines() if secret in line]
+    assert not leaked, leaked[:3]
+    with engine.connect() as conn:
+        for table in inspect(engine).get_table_names():
+            for row in conn.execute(text(f'SELECT * FROM "{table}"')):
+                assert secret not in repr(tuple(row)), f"secret found in table {table}"

@@ -1,0 +1,134 @@
+"""VyOS end to end: configure/commit/save over SSH (host key pinned) against the
+VyOS simulator, directly and through the orchestrator (harness), with dropped
+sessions, refused logins, drift, and a secret-grep of logs and database."""
+from __future__ import annotations
+
+import pytest
+
+from nfp.config import NfpConfig
+from nfp.db import all_models
+from nfp.db.engine import make_engine, make_sessionmaker
+from nfp.drivers.config.base import ConfigRequest, ConfigStatus
+from nfp.drivers.config.dictionary.driver import DictionaryConfigDriver
+from nfp.secrets import SecretStore, load_key
+from nfp.testing.simulators.vyos import VyosSimulator
+from nfp.testing.simulators.wiring import credentials_for, device_target, static_inventory_entry
+
+PASSWORD = "vy-PASS-5e6f7a8b9c0d1e2f"
+FIREWALL = {"rules": [
+    {"name": "web", "protocol": "tcp", "source_ip_address": "198.18.10.0/24",
+     "destination_ip_address": "198.18.20.5/32", "destination_port": "80:88", "source_port": "1024:65535"},
+    {"name": "dns", "protocol": "udp", "destination_port": 53, "action": "deny",
+     "description": "\"; delete firewall $(reboot)"},
+]}
+PORT_FORWARDING = {"rules": [
+    {"name": "ssh", "protocol": "tcp", "external_ip": "198.18.0.10", "external_port": 2222,
+     "internal_ip": "198.18.1.5", "internal_port": 22},
+]}
+FW = "firewall ipv4 name NFP-FW rule"
+
+
+@pytest.fixture
+def sim():
+    with VyosSimulator(password=PASSWORD) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def driver(tmp_path):
+    conf = NfpConfig(state_dir=str(tmp_path))
+    engine = make_engine(conf.database_url)
+    all_models().create_all(engine)
+    SecretStore(make_sessionmaker(engine), load_key(conf)).put(
+        "dev-1-credentials", {"username": "vyos", "password": PASSWORD})
+    drv = DictionaryConfigDriver(conf, {"retries": 2, "backoff": 0.01, "timeout": 5})
+    yield drv
+    drv.close()
+
+
+def _apply(driver, sim, operation, resource, data, nf_id="nf-1", **extra):
+    target = device_target(sim, **extra)
+    return driver.apply(ConfigRequest(operation, "firewall", resource, data, target, nf_id=nf_id))
+
+
+def test_firewall_and_port_forwarding_create_list_delete(driver, sim):
+    result = _apply(driver, sim, "create", "firewall", FIREWALL)
+    assert result.ok, result.error
+    assert result.external_ids == {"web": "1000", "dns": "1001"}
+    lines = sim.show("firewall")
+    assert f"set {FW} 1000 source address '198.18.10.0/24'" in lines
+    assert f"set {FW} 1000 destination address '198.18.20.5/32'" in lines
+    assert f"set {FW} 1000 destination port '80-88'" in lines
+    assert f"set {FW} 1000 source port '1024-65535'" in lines
+    assert f"set {FW} 1001 action 'drop'" in lines
+    # the injection attempt is a description, not a command
+    assert any(l.startswith(f"set {FW} 1001 description") and "$(reboot)" in l for l in lines)
+    assert sim.state()["saved"] == sim.state()["active"]                 # committed and saved
+
+    assert _apply(driver, sim, "create", "port_forwarding", PORT_FORWARDING).ok
+    nat = sim.show("nat destination rule 100")
+    assert "set nat destination rule 100 translation address '198.18.1.5'" in nat
+    assert "set nat destination rule 100 destination port '2222'" in nat
+
+    listed = {i["id"] for i in driver.list_resources(device_target(sim), "firewall")}
+    assert listed == {"1000", "1001"}
+    opened = sim.sessions_opened
+    assert _apply(driver, sim, "create", "firewall", FIREWALL).ok
+    assert sim.sessions_opened == opened                                  # the session is reused
+
+    assert _apply(driver, sim, "delete", "firewall", FIREWALL).ok
+    assert _apply(driver, sim, "delete", "port_forwarding", PORT_FORWARDING).ok
+    assert sim.show() == []
+
+
+def test_dropped_session_is_reopened_and_the_operation_rerun(driver, sim):
+    assert _apply(driver, sim, "create", "firewall", {"rules": FIREWALL["rules"][:1]}).ok
+    sim.faults.drop_next(1)
+    assert _apply(driver, sim, "create", "port_forwarding", PORT_FORWARDING).ok
+    assert sim.sessions_opened == 2
+    assert "set nat destination rule 100 translation port '22'" in sim.show("nat")
+
+
+def test_unpinned_host_key_and_bad_password_are_refused(driver, sim):
+    other = VyosSimulator().host_key_line
+    result = _apply(driver, sim, "create", "firewall", FIREWALL, ssh_host_key=other)
+    assert result.status == ConfigStatus.FAILURE and "host key" in result.error
+    sim.faults.reject_auth = True
+    result = _apply(driver, sim, "create", "firewall", FIREWALL)
+    assert result.status == ConfigStatus.FAILURE and "authentication failed" in result.error
+    assert PASSWORD not in result.error and sim.show() == []
+
+
+def test_device_error_rolls_back_and_names_the_command(driver, sim):
+    sim.drift({"op": "set", "path": f"{FW} 1000 action accept"})   # rule number taken behind nfp's back
+    result = _apply(driver, sim, "create", "firewall", FIREWALL)
+    assert result.ok and result.external_ids["web"] == "1001"        # allocation skips the taken number
+    bad = {"rules": [{"name": "x", "protocol": "icmp", "source_port": 80}]}
+    result = _apply(driver, sim, "create", "firewall", bad)
+    assert result.status == ConfigStatus.FAILURE or result.ok          # VyOS accepts ports on icmp sets
+
+
+def test_through_the_orchestrator_without_leaking_secrets(tmp_path, sim):
+    from nfp.testing.harness import Harness
+    config = {"device_drivers": {"static": {"devices": [static_inventory_entry(sim)]}},
+              "logging": {"level": "DEBUG"}}
+    with Harness(tmp_path, config=config, workers=2) as h:
+        engine = make_engine(h.conf.database_url)
+        SecretStore(make_sessionmaker(engine), load_key(h.conf)).put("dev-1-credentials", credentials_for(sim))
+        nf = h.client.create_network_function({
+            "name": "fw1", "tenant_id": "t1",
+            "service_profile": {"id": "p1", "service_type": "firewall",
+                                "service_flavor": "service_vendor=vyos,device_type=static"},
+            "service_config": {"config": [{"resource": "firewall", "resource_data": FIREWALL},
+                                          {"resource": "port_forwarding", "resource_data": PORT_FORWARDING}]}})
+        h.wait_for_status(nf["id"], "ACTIVE", timeout=60)
+        assert len([l for l in sim.show("firewall") if l.endswith("action 'accept'") or "action 'drop'" in l]) == 2
+        h.client.delete_network_function(nf["id"])
+        h.wait_gone(nf["id"], timeout=60)
+        assert sim.show() == []
+        from sqlalchemy import inspect, text
+        assert PASSWORD not in h.logs()
+        with engine.connect() as conn:
+            for table in inspect(engine).get_table_names():
+                for row in conn.execute(text(f'SELECT * FROM "{table}"')):
+                    assert PASSWORD not in repr(tuple(row)), table

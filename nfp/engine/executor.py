@@ -41,6 +41,8 @@ class Executor:
         self.sessionmaker = sessionmaker
         self.services = services
         self.max_attempts = max_attempts
+        #: set by the scheduler: ``(scope, key) -> bool``
+        self.busy_probe = lambda scope, key: False
 
     # -- entry points -----------------------------------------------------
     def claim(self, event_ids: list[int]) -> None:
@@ -98,7 +100,8 @@ class Executor:
             if spec is None or spec.io:
                 return None
             step = Step(event=row, session=session, services=self.services,
-                        notification=(row.result or {}).get("notification"))
+                        notification=(row.result or {}).get("notification"),
+                        busy_probe=self.busy_probe)
             outcome = spec.fn(step)
             if not isinstance(outcome, Outcome) or outcome.kind != "done":
                 return None
@@ -149,7 +152,7 @@ class Executor:
             return result
         spec = registry.lookup(row.type)
         step = Step(event=row, session=session, services=self.services,
-                    notification=(row.result or {}).get("notification"))
+                    notification=(row.result or {}).get("notification"), busy_probe=self.busy_probe)
         if spec is None:
             outcome = fail(f"no handler for step type {row.type!r}")
         elif row.attempts >= self.max_attempts:

@@ -55,6 +55,7 @@ class KeyScheduler:
         self._idle = threading.Condition(self._lock)
         self.completed = 0
         self._batch_q: queue.SimpleQueue = queue.SimpleQueue()
+        executor.busy_probe = self.scope_busy
         self._batchers = [threading.Thread(target=self._run_batches, name=f"batch-{i}", daemon=True)
                           for i in range(BATCH_THREADS)]
         for thread in self._batchers:
@@ -172,6 +173,11 @@ class KeyScheduler:
             self.offer(result.refs)
         if result.notify:
             self.on_result(result)
+
+    def scope_busy(self, scope: str, own_key: str) -> bool:
+        """Another key of ``scope`` (``scope`` or ``scope:child``) is running."""
+        with self._lock:
+            return any(k != own_key and k.split(":", 1)[0] == scope for k in self._busy_keys)
 
     def run_timers_in_background(self) -> threading.Event:
         """For embedding without a worker main loop: a thread that fires timers and

@@ -1,8 +1,8 @@
 """The context a handler gets: its event, a database session and the services."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 from sqlalchemy.orm import Session
 
@@ -25,7 +25,8 @@ class Step:
     services: Any
     #: set when a parked step was resumed by a notification
     notification: Optional[dict] = None
-    log_extra: dict = field(default_factory=dict)
+    #: ``(scope, own_key) -> bool``: is another step of this scope running here?
+    busy_probe: Callable[[str, str], bool] = lambda scope, key: False
 
     @property
     def id(self) -> int:
@@ -42,6 +43,11 @@ class Step:
     def checkpoint(self) -> None:
         """Commit what was written so far and release the connection before I/O."""
         self.session.commit()
+
+    def others_running(self) -> bool:
+        """True while another step of the same NF is still executing (for example a
+        cancelled configuration step whose device call has not returned yet)."""
+        return self.busy_probe(self.event.scope, self.event.key)
 
     def children(self) -> list:
         """Results of a fan-in parent's children: rows with type, status, result, error."""

@@ -185,3 +185,16 @@ def test_200_creates_survive_kill9_of_the_listener(tmp_path, rabbit_url, pg_url,
         h.stop()
         h.client.close()
     _assert_exactly_once(pg_url, names, tmp_path)
+
+
+def test_migrations_roundtrip_on_postgresql(pg_url):
+    from sqlalchemy import inspect
+    from nfp.db import all_models, migrate
+    migrate.upgrade(pg_url)
+    engine = create_engine(pg_url)
+    assert set(all_models().tables) <= set(inspect(engine).get_table_names())
+    migrate.downgrade(pg_url, "base")
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    migrate.upgrade(pg_url)
+    assert set(all_models().tables) <= set(inspect(engine).get_table_names())
+    engine.dispose()

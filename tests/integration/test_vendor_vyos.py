@@ -99,13 +99,19 @@ def test_unpinned_host_key_and_bad_password_are_refused(driver, sim):
     assert PASSWORD not in result.error and sim.show() == []
 
 
-def test_device_error_rolls_back_and_names_the_command(driver, sim):
-    sim.drift({"op": "set", "path": f"{FW} 1000 action accept"})   # rule number taken behind nfp's back
+def test_allocation_skips_numbers_taken_behind_nfps_back(driver, sim):
+    sim.drift({"op": "set", "path": f"{FW} 1000 action accept"})
     result = _apply(driver, sim, "create", "firewall", FIREWALL)
-    assert result.ok and result.external_ids["web"] == "1001"        # allocation skips the taken number
-    bad = {"rules": [{"name": "x", "protocol": "icmp", "source_port": 80}]}
-    result = _apply(driver, sim, "create", "firewall", bad)
-    assert result.status == ConfigStatus.FAILURE or result.ok          # VyOS accepts ports on icmp sets
+    assert result.ok and result.external_ids == {"web": "1001", "dns": "1002"}
+
+
+def test_device_error_discards_the_change_and_names_the_command(driver, sim):
+    bad = {"rules": [{"name": "out", "source_cidr": "198.18.1.0/24", "outbound_interface": "BAD0"}]}
+    result = _apply(driver, sim, "create", "source_nat", bad)
+    assert result.status == ConfigStatus.FAILURE
+    assert "Set failed" in result.error and "set nat source rule 100" in result.error
+    assert sim.show("nat") == []                     # nothing half-applied: exit discard
+    assert _apply(driver, sim, "create", "firewall", FIREWALL).ok   # the session is usable again
 
 
 def test_through_the_orchestrator_without_leaking_secrets(tmp_path, sim):

@@ -119,6 +119,5 @@ def nf_dict(nf: NetworkFunction) -> dict:
             "status": nf.status, "status_description": nf.status_description,
             "service_type": nf.service_type, "service_vendor": nf.service_vendor,
             "device_type": nf.device_type,
-            "network_function_instances": [i.id for i in nf.instances] if "instances" in nf.__dict__ else None,
             "created_at": nf.created_at.isoformat() if nf.created_at else None,
             "updated_at": nf.updated_at.isoformat() if nf.updated_at else None}

@@ -181,6 +181,9 @@ def _apply_service_config(step, operation: str):
 # -- delete -----------------------------------------------------------------
 @handler("nf.delete", on_failure=on_delete_step_failure, io=False)
 def delete(step):
+    """Wait for pre-empted steps still talking to the device, then tear down."""
+    if step.others_running():
+        return poll(0.1, 100000, {"waiting_for": "pre-empted steps to return"})
     nf = common.get_nf(step.session, step.scope)
     nfi = common.get_nfi(step.session, step.scope)
     if nf is None:

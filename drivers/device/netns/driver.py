@@ -132,6 +132,10 @@ class NetnsDeviceDriver(DeviceDriver):
                 if index not in used:
                     segments.attach_veth(naming.mgmt_link(index), naming.MGMT_IFNAME, netns,
                                          self.opts.mgmt_bridge)
+                    # a deleted device may have held this address a moment ago: drop the
+                    # host's cached MAC for it, or the first packets go to a dead veth
+                    iproute.ip("neigh", "flush", "to", str(net.network_address + index),
+                               "dev", self.opts.mgmt_bridge, check=False)
                     return index
         raise RuntimeError(f"management network {net} has no free address")
 

@@ -9,6 +9,7 @@ when nothing is attached any more. They are kept out of the host's
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 from typing import Optional
@@ -26,7 +27,9 @@ def ensure_bridge(name: str, address: Optional[str] = None) -> None:
     Caller holds the host lock."""
     cmds = []
     if not iproute.link_exists(name):
-        cmds.append(f"link add name {name} {_BRIDGE_OPTS}")
+        # a fixed MAC: a bridge left to itself takes its lowest port MAC and changes it as
+        # ports come and go, and devices that cached the old one lose the next packets
+        cmds.append(f"link add name {name} address {_mac(name)} {_BRIDGE_OPTS}")
     if address:
         cmds.append(f"addr replace {address} dev {name}")
     cmds.append(f"link set {name} up")
@@ -54,6 +57,12 @@ def attach_veth(host_link: str, peer: str, netns: str, bridge: str,
         f"link add name {host_link} type veth peer name {peer}{address} netns {netns}",
         f"link set {host_link} master {bridge} up",
     ])
+
+
+def _mac(name: str) -> str:
+    """A stable locally administered unicast MAC for bridge ``name``."""
+    digest = hashlib.sha1(name.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
 
 
 def gateway_address(cidr: str) -> str:

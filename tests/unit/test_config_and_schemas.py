@@ -76,3 +76,10 @@ def test_service_config_errors_name_the_field(rule, field):
 
 def test_heat_templates_pass_through_opaque():
     validate_service_config("heat_template_version: 2015-10-15\nresources: {}\n", "config")
+
+
+def test_shipped_sample_config_is_valid():
+    from pathlib import Path
+    sample = Path(__file__).resolve().parents[2] / "etc" / "nfp.yaml"
+    conf = nfp_config.load(str(sample), environ={})
+    assert conf.device_drivers["static"]["devices"][0]["credentials_ref"] == "vyos-edge-1-ssh"

@@ -107,6 +107,12 @@ class SecretsConf(_Section):
     key_env: str = "NFP_SECRET_KEY"
 
 
+class MetricsConf(_Section):
+    #: Prometheus /metrics port of the listener; 0 turns it off
+    port: int = Field(default=0, ge=0, le=65535)
+    address: str = "127.0.0.1"
+
+
 class LoggingConf(_Section):
     level: str = "INFO"
     file: str = ""
@@ -125,6 +131,7 @@ class NfpConfig(BaseModel):
     configurator: ConfiguratorConf = Field(default_factory=ConfiguratorConf)
     secrets: SecretsConf = Field(default_factory=SecretsConf)
     logging: LoggingConf = Field(default_factory=LoggingConf)
+    metrics: MetricsConf = Field(default_factory=MetricsConf)
     #: per device driver options, ``{static: {devices: [...]}}``. The embedded
     #: default is one ``memory`` appliance, so a bare ``nfp serve`` can run NFs.
     device_drivers: dict[str, dict[str, Any]] = Field(default_factory=lambda: {

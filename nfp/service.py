@@ -88,6 +88,9 @@ class OrchestratorService:
         LOG.info("nfp orchestrator ready: %d workers, topic %s on exchange %s, database %s",
                  self.conf.worker_count, self.conf.rpc.topic, self.conf.transport.control_exchange,
                  self.engine.url.render_as_string(hide_password=True))
+        if self.conf.metrics.port:
+            from nfp.metrics import serve_metrics
+            serve_metrics(self, self.conf.metrics.address, self.conf.metrics.port)
         (self.conf.state_path / "orchestrator.pid").write_text(str(os.getpid()))
         sd_notify("READY=1")
 

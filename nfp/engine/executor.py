@@ -151,6 +151,9 @@ class Executor:
             session.commit()
             return result
         spec = registry.lookup(row.type)
+        # End the read transaction: on SQLite it holds the database write lock,
+        # which must not stay held while a handler blocks on a device.
+        session.commit()
         step = Step(event=row, session=session, services=self.services,
                     notification=(row.result or {}).get("notification"), busy_probe=self.busy_probe)
         if spec is None:

@@ -52,6 +52,7 @@ class KeyScheduler:
         self._busy_keys: dict[str, tuple[int, float, float]] = {}  # key -> (id, start, deadline)
         self._waiting: dict[str, collections.deque[Ref]] = collections.defaultdict(collections.deque)
         self._timers: list[tuple[float, int, Ref]] = []
+        self._timer_due: dict[int, float] = {}
         self._idle = threading.Condition(self._lock)
         self.completed = 0
         self._batch_q: queue.SimpleQueue = queue.SimpleQueue()
@@ -68,13 +69,19 @@ class KeyScheduler:
         to_start = []
         with self._lock:
             for ref in refs:
-                if ref.id in self._known:
-                    continue
-                self._known.add(ref.id)
                 delay = (ref.due_at - now_db).total_seconds()
+                if ref.id in self._known:
+                    # only a parked step may come back early (a notification resumed it)
+                    due = self._timer_due.get(ref.id)
+                    if due is None or now_wall + delay >= due:
+                        continue
+                self._known.add(ref.id)
                 if delay > 0.001:
+                    self._timer_due[ref.id] = now_wall + delay
                     heapq.heappush(self._timers, (now_wall + delay, ref.id, ref))
-                elif ref.key in self._busy_keys:
+                    continue
+                self._timer_due.pop(ref.id, None)
+                if ref.key in self._busy_keys:
                     self._waiting[ref.key].append(ref)
                 else:
                     to_start.append(self._mark_busy(ref))
@@ -87,7 +94,10 @@ class KeyScheduler:
         to_start = []
         with self._lock:
             while self._timers and self._timers[0][0] <= now:
-                ref = heapq.heappop(self._timers)[2]
+                when, _, ref = heapq.heappop(self._timers)
+                if self._timer_due.get(ref.id) != when:
+                    continue  # superseded by an earlier wake-up
+                del self._timer_due[ref.id]
                 if ref.key in self._busy_keys:
                     self._waiting[ref.key].append(ref)
                 else:
@@ -202,6 +212,7 @@ class KeyScheduler:
         with self._lock:
             self._waiting.clear()
             self._timers.clear()
+            self._timer_due.clear()
             while self._busy_keys and time.time() < end:
                 self._idle.wait(min(0.2, max(0.0, end - time.time())))
             return not self._busy_keys

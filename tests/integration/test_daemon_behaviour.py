@@ -148,3 +148,18 @@ def test_cli_create_list_show_delete(tmp_path):
                                  text=True, timeout=90)
         assert deleted.returncode == 0, deleted.stderr
         assert h.client.get_network_function(nf["id"]) is None
+
+
+def test_prometheus_metrics_endpoint(tmp_path):
+    import socket
+    import requests
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with Harness(tmp_path, config={"metrics": {"port": port}}) as h:
+        nf = h.client.create_network_function(nf_body())
+        h.wait_for_status(nf["id"], "ACTIVE")
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert 'nfp_network_functions{status="ACTIVE"} 1.0' in text
+        assert "nfp_workers_alive 2.0" in text
+        assert "nfp_rpc_received_total" in text

@@ -25,7 +25,7 @@ def net(tmp_path):
         device, target = lab.device("lb")
         members = [lab.topo.host(f"m{i}", lab.provider, f"198.18.1.{10 + i}") for i in range(3)]
         for host in members:
-            host.serve_http(8080)
+            host.server = host.serve_http(8080)
         client = lab.topo.host("client", lab.consumer, "198.18.2.10")
         yield lab, target, members, client
 
@@ -53,12 +53,12 @@ def test_requests_are_spread_over_the_members(net):
 def test_a_removed_member_stops_receiving_requests(net):
     lab, target, members, client = net
     assert lab.apply(target, "loadbalancer", _lb(members)).ok
-    hits_before = members[2].topology._servers[2].hits
+    hits_before = members[2].server.hits
     # policy_target_removed_notification re-applies the resource without the member
     assert lab.apply(target, "loadbalancer", _lb(members[:2]), operation="update").ok
     counts = _spread(client)
     assert set(counts) == {"m0", "m1"}
-    assert members[2].topology._servers[2].hits == hits_before
+    assert members[2].server.hits == hits_before
     # and an added one starts receiving
     assert lab.apply(target, "loadbalancer", _lb(members), operation="update").ok
     assert set(_spread(client)) == {"m0", "m1", "m2"}

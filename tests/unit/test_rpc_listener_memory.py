@@ -362,6 +362,8 @@ def test_notifications_are_published_in_oslo_format(start, conf):
                 conn.drain_events(timeout=0.1)
             except TimeoutError:
                 pass
+    assert got, (listener.counters.snapshot(), [list(p.iterdir()) for p in (conf.state_path / "bus").iterdir()],
+                 (conf.state_path / "bus" / "control" / "openstack.exchange").read_text())
     msg = codec.unwrap(got[0])
     assert (msg["event_type"], msg["priority"], msg["payload"]) == \
         ("nfp.network_function.create.end", "INFO", {"id": "nf1"})

@@ -96,7 +96,7 @@ def apply_interfaces(run: Run, interfaces: Interfaces, raw: list, operation: str
     by_name = {link["ifname"]: link for link in links}
     by_mac = {link.get("address"): link["ifname"] for link in links}
     commands = []
-    for index, (iface, body) in enumerate(zip(interfaces.interfaces, raw)):
+    for index, (iface, body) in enumerate(zip(interfaces.interfaces, raw, strict=True)):
         where = f"{prefix}.interfaces.{index}"
         name = iface.name or by_mac.get((iface.mac_address or "").lower())
         if not name or name not in by_name:

@@ -1,0 +1,339 @@
+"""RPC intake benchmark: nfp's durable listener against a stock oslo.messaging server.
+
+Measured in one run, on the same RabbitMQ, with the same bytes (casts encoded by
+nfp's codec, which is golden-tested against real oslo bytes):
+
+(b) baseline: a stock oslo RPC server (threading executor) with a no-op
+    ``create_network_function``. K casts are pre-loaded into its queue while it is
+    stopped; it is started and the drain is timed (first to K-th message handled).
+(c-baseline) sequential oslo ``call`` latency, p50/p99, of a no-op
+    ``get_network_function`` on that server.
+(a) the same K pre-loaded casts against the real daemon
+    (``nfp-orchestrator --transport-url ... --database-url postgresql://...``),
+    timed until all K network functions are committed in PostgreSQL (polled).
+(c) sequential ``get_network_function`` latency against the daemon, measured with
+    the same stock oslo client before the load.
+
+Targets: (a)/(b) >= 2.0 and p50 nfp/oslo <= 1.0. Run: ``python bench/bench_rpc.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Optional
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+import kombu  # noqa: E402
+import yaml  # noqa: E402
+
+from nfp.config import NfpConfig  # noqa: E402
+from nfp.rpc import codec, topology  # noqa: E402
+from nfp.rpc.transport import connection_for  # noqa: E402
+from oslo_noop_server import oslo_with_conf  # noqa: E402
+
+RUN = uuid.uuid4().hex[:8]
+#: a neutron-like request context, so bodies have their real size
+CONTEXT = {"user": "bench-user", "tenant": "bench-project", "project_id": "bench-project",
+           "request_id": "req-" + str(uuid.uuid4()), "auth_token": "x" * 64, "is_admin": False,
+           "roles": ["admin", "member"], "read_only": False, "show_deleted": False}
+
+
+def nf_payload(i: int) -> dict:
+    """A ``network_function`` argument as the upstream node driver sends it."""
+    return {"name": f"bench-fw-{i}", "tenant_id": "bench-project",
+            "service_profile": {"id": "bench-profile", "service_type": "firewall",
+                                "service_flavor": "service_vendor=memory,device_type=static"},
+            "service_chain_instance": {"id": f"sci-{i}"}, "service_chain_node": {"id": "scn-1"}}
+
+
+# -- shared helpers -------------------------------------------------------------
+
+def preload(url: str, conf: NfpConfig, topic: str, count: int) -> float:
+    """Declare ``topic``'s queue as its server would and fill it with ``count``
+    create_network_function casts. Returns the publish rate (msg/s)."""
+    with connection_for(url, conf) as conn:
+        channel = conn.channel()
+        queue = topology.topic_queue(conf, topic)(channel)
+        queue.declare()
+        queue.purge()
+        producer = kombu.Producer(channel)
+        started = time.perf_counter()
+        for i in range(count):
+            body = codec.encode_request("create_network_function", {"network_function": nf_payload(i)},
+                                        CONTEXT)
+            producer.publish(body, exchange=queue.exchange, routing_key=topic,
+                             content_type="application/json", content_encoding="utf-8")
+        deadline = time.monotonic() + 120
+        while queue.queue_declare(passive=True).message_count < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the broker did not report all pre-loaded messages")
+            time.sleep(0.05)
+        return count / (time.perf_counter() - started)
+
+
+def latencies(fn: Callable[[], object], n: int, warmup: int = 20) -> dict:
+    """p50/p99 in ms of ``n`` sequential calls of ``fn`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t) * 1000)
+    return {"p50_ms": statistics.median(samples), "p99_ms": statistics.quantiles(samples, n=100)[98],
+            "calls_per_s": n / (sum(samples) / 1000)}
+
+
+def oslo_client(url: str, exchange: str, topic: str):
+    om, oconf = oslo_with_conf()
+    transport = om.get_rpc_transport(oconf, url=url)
+    return transport, om.get_rpc_client(transport, om.Target(topic=topic, exchange=exchange), timeout=30)
+
+
+def delete_entities(url: str, queues: list[str], exchanges: list[str]) -> None:
+    """Remove what a phase declared (a missing entity closes the channel: reopen)."""
+    with connection_for(url) as conn:
+        for kind, names in (("queue", queues), ("exchange", exchanges)):
+            for name in names:
+                channel = conn.channel()
+                try:
+                    getattr(channel, f"{kind}_delete")(name)
+                    channel.close()
+                except Exception:
+                    pass
+
+
+# -- (b) and (c-baseline): stock oslo ----------------------------------------------------
+
+def run_oslo(url: str, count: int, calls: int) -> dict:
+    exchange, topic = f"bench_oslo_{RUN}", f"bench_oslo_topic_{RUN}"
+    conf = NfpConfig(transport={"url": url, "control_exchange": exchange})
+    publish_rate = preload(url, conf, topic, count)
+    proc = subprocess.Popen([sys.executable, str(HERE / "oslo_noop_server.py"), "--url", url,
+                             "--exchange", exchange, "--topic", topic, "--expect", str(count)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    transport = None
+    try:
+        assert json.loads(proc.stdout.readline())["event"] == "started"
+        drained = json.loads(proc.stdout.readline())
+        transport, client = oslo_client(url, exchange, topic)
+        lat = latencies(lambda: client.call(dict(CONTEXT), "get_network_function",
+                                            network_function_id="nf-1"), calls)
+    finally:
+        if transport is not None:
+            transport.cleanup()
+        proc.stdin.close()
+        proc.wait(60)
+        delete_entities(url, [topic, f"{topic}.bench-oslo"], [exchange, f"{topic}_fanout"])
+    return {"publish_rate": publish_rate,
+            "drain_rate": (count - 1) / drained["first_to_last_s"],
+            "drain_rate_from_start": count / drained["from_start_s"], **lat}
+
+
+# -- (a) and (c): the nfp daemon -----------------------------------------------------------
+
+def nfp_unavailable() -> Optional[str]:
+    """Why the nfp side cannot run, or None."""
+    for exe in ("nfp-orchestrator", "nfp"):
+        if shutil.which(exe) is None:
+            return f"{exe} is not installed (pip install -e .)"
+    probe = subprocess.run(["nfp-orchestrator", "--help"], capture_output=True, text=True, timeout=120)
+    if probe.returncode != 0:
+        return f"nfp-orchestrator --help failed: {(probe.stderr or probe.stdout).strip()[-300:]}"
+    return None
+
+
+class Postgres:
+    """A throw-away database for one run."""
+
+    def __init__(self, admin_url: str):
+        import psycopg2
+        self.psycopg2 = psycopg2
+        self.admin_url = admin_url
+        self.name = f"nfp_bench_{RUN}"
+        self.url = admin_url.rsplit("/", 1)[0] + f"/{self.name}"
+        self._admin("CREATE DATABASE " + self.name)
+        self._conn = psycopg2.connect(self.url.replace("postgresql+psycopg2://", "postgresql://"))
+        self._conn.autocommit = True
+
+    def _admin(self, sql: str) -> None:
+        conn = self.psycopg2.connect(self.admin_url.replace("postgresql+psycopg2://", "postgresql://"))
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql)
+        conn.close()
+
+    def count_nfs(self) -> int:
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM network_functions")
+            return cur.fetchone()[0]
+
+    def drop(self) -> None:
+        self._conn.close()
+        self._admin(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+
+
+class Daemon:
+    """``nfp-orchestrator`` as a subprocess with its output in a log file."""
+
+    def __init__(self, config: Path, url: str, db_url: str, workers: int, log: Path):
+        self.cmd = ["nfp-orchestrator", "--config", str(config), "--transport-url", url,
+                    "--database-url", db_url, "--workers", str(workers)]
+        self.log = log
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> None:
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(90)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-1500:]
+            raise RuntimeError(f"nfp-orchestrator exited with {self.proc.returncode}:\n{tail}")
+
+
+def wait_until_serving(daemon: Daemon, client, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        daemon.check_alive()
+        try:
+            client.prepare(timeout=2).call(dict(CONTEXT), "get_network_functions")
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nfp-orchestrator did not answer within {timeout:.0f} s; "
+                                   f"see {daemon.log}") from None
+
+
+def run_nfp(url: str, admin_db_url: str, count: int, calls: int, workers: int) -> dict:
+    exchange, topic = f"bench_nfp_{RUN}", f"bench_nfp_topic_{RUN}"
+    notifications = f"bench_notifications_{RUN}"
+    state = Path(tempfile.mkdtemp(prefix="nfp-bench-"))
+    settings = {"state_dir": str(state),
+                "transport": {"control_exchange": exchange},
+                "rpc": {"topic": topic, "notification_topic": f"{topic}_nso", "host": "bench-nfp",
+                        "notifications_topic": notifications}}
+    config = state / "nfp.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    conf = NfpConfig.model_validate({**settings, "transport": {**settings["transport"], "url": url}})
+    db = Postgres(admin_db_url)
+    daemon = Daemon(config, url, db.url, workers, state / "orchestrator.log")
+    transport = None
+    try:
+        subprocess.run(["nfp", "--config", str(config), "--database-url", db.url, "db", "upgrade"],
+                       check=True, capture_output=True, timeout=300)
+        transport, client = oslo_client(url, exchange, topic)
+        daemon.start()
+        wait_until_serving(daemon, client)
+        created = client.call(dict(CONTEXT), "create_network_function", network_function=nf_payload(-1))
+        lat = latencies(lambda: client.call(dict(CONTEXT), "get_network_function",
+                                            network_function_id=created["id"]), calls)
+        daemon.stop()
+        base = db.count_nfs()
+        publish_rate = preload(url, conf, topic, count)
+        intake = timed_intake(daemon, db, base, count)
+        return {"publish_rate": publish_rate, **intake, **lat}
+    finally:
+        if transport is not None:
+            transport.cleanup()
+        daemon.stop()
+        db.drop()
+        delete_entities(url, [topic, f"{topic}.bench-nfp", f"{topic}_nso", f"{topic}_nso.bench-nfp",
+                              f"{notifications}.info", f"{notifications}.error"],
+                        [exchange, f"{topic}_fanout", f"{topic}_nso_fanout"])
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def timed_intake(daemon: Daemon, db: Postgres, base: int, count: int, timeout: float = 900) -> dict:
+    """Start the daemon on a full queue; time from the first committed NF to the last."""
+    started = time.perf_counter()
+    daemon.start()
+    first_t = first_n = None
+    deadline = time.monotonic() + timeout
+    while True:
+        n = db.count_nfs() - base
+        now = time.perf_counter()
+        if n > 0 and first_t is None:
+            first_t, first_n = now, n
+        if n >= count:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {n} of {count} NFs committed after {timeout:.0f} s")
+        daemon.check_alive()
+        time.sleep(0.01)
+    if now == first_t:
+        raise RuntimeError("all NFs were committed in one poll interval; use more --casts")
+    return {"drain_rate": (count - first_n) / (now - first_t),
+            "drain_rate_from_start": count / (now - started)}
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+def report(oslo: dict, nfp: Optional[dict], args, why_not: Optional[str]) -> None:
+    print(f"\nRPC benchmark  K={args.casts} casts, {args.calls} sequential calls, broker {args.url}")
+    print(f"{'':44}{'oslo (baseline)':>18}{'nfp':>14}")
+    rows = [("casts pre-loaded per s (publisher)", "publish_rate", "{:,.0f}"),
+            ("create_network_function drained per s", "drain_rate", "{:,.0f}"),
+            ("  same, counted from process start", "drain_rate_from_start", "{:,.0f}"),
+            ("get_network_function p50 ms", "p50_ms", "{:.2f}"),
+            ("get_network_function p99 ms", "p99_ms", "{:.2f}"),
+            ("sequential calls per s", "calls_per_s", "{:,.0f}")]
+    for label, key, fmt in rows:
+        theirs = fmt.format(oslo[key])
+        ours = fmt.format(nfp[key]) if nfp else "-"
+        print(f"{label:44}{theirs:>18}{ours:>14}")
+    if nfp is None:
+        print(f"\nnfp side not measured: {why_not}")
+        return
+    ratio = nfp["drain_rate"] / oslo["drain_rate"]
+    p50 = nfp["p50_ms"] / oslo["p50_ms"]
+    print(f"\n(a)/(b) intake ratio  {ratio:.2f}   target >= 2.0  {'OK' if ratio >= 2.0 else 'MISSED'}")
+    print(f"p50 nfp/oslo          {p50:.2f}   target <= 1.0  {'OK' if p50 <= 1.0 else 'MISSED'}")
+    print("nfp commits every NF durably in PostgreSQL before acking; the oslo baseline acks "
+          "before dispatch and stores nothing.")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="nfp RPC intake and latency vs stock oslo.messaging")
+    parser.add_argument("--url", default=os.environ.get("NFP_BENCH_RABBIT_URL",
+                                                        "rabbit://guest:guest@127.0.0.1:5672/"))
+    parser.add_argument("--database-admin-url", default=os.environ.get(
+        "NFP_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="a database the bench may CREATE/DROP a throw-away database from")
+    parser.add_argument("--casts", type=int, default=20000, help="K pre-loaded casts")
+    parser.add_argument("--calls", type=int, default=500, help="sequential calls for latency")
+    parser.add_argument("--workers", type=int, default=2, help="nfp worker processes")
+    parser.add_argument("--only", choices=["all", "oslo"], default="all")
+    args = parser.parse_args(argv)
+    oslo = run_oslo(args.url, args.casts, args.calls)
+    why_not = "--only oslo" if args.only == "oslo" else nfp_unavailable()
+    nfp = None if why_not else run_nfp(args.url, args.database_admin_url, args.casts, args.calls,
+                                       args.workers)
+    report(oslo, nfp, args, why_not)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Prometheus ``/metrics`` for the listener process (``metrics.port``; 0 = off).
+
+Values are read at scrape time: the RPC listener's counters, the supervisor's
+pid table, and network-function and step counts from the database.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from prometheus_client import start_http_server
+from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
+from sqlalchemy import func, select
+
+from nfp.db.models import NetworkFunction
+from nfp.engine import store
+from nfp.rpc.counters import NAMES
+
+LOG = logging.getLogger(__name__)
+
+
+class NfpCollector:
+    """Collects on scrape; a failing database read only drops those series."""
+
+    def __init__(self, service):
+        self.service = service
+
+    def collect(self):
+        listener, supervisor = self.service.listener, self.service.supervisor
+        if listener is not None:
+            values = listener.counters.snapshot()
+            for name, help_text in NAMES.items():
+                family = CounterMetricFamily(f"nfp_rpc_{name}", help_text)
+                family.add_metric([], values.get(name, 0))
+                yield family
+        if supervisor is not None:
+            alive = GaugeMetricFamily("nfp_workers_alive", "worker processes alive")
+            alive.add_metric([], len(supervisor.pids()))
+            yield alive
+            restarts = GaugeMetricFamily("nfp_worker_restarts", "consecutive restarts per worker",
+                                         labels=["worker"])
+            beat = GaugeMetricFamily("nfp_worker_heartbeat_age_seconds",
+                                     "seconds since each worker's last heartbeat", labels=["worker"])
+            now = time.time()
+            for slot in supervisor.slots:
+                restarts.add_metric([str(slot.index)], slot.restarts)
+                if slot.heartbeat is not None:
+                    beat.add_metric([str(slot.index)], max(0.0, now - slot.heartbeat.value))
+            yield restarts
+            yield beat
+        try:
+            with self.service.sessionmaker() as session:
+                nfs = session.execute(select(NetworkFunction.status, func.count())
+                                      .group_by(NetworkFunction.status)).all()
+                steps = store.counts(session)
+        except Exception as exc:
+            LOG.warning("metrics: database read failed (%s)", exc.__class__.__name__)
+            return
+        family = GaugeMetricFamily("nfp_network_functions", "network functions by status",
+                                   labels=["status"])
+        for status, count in nfs:
+            family.add_metric([status], count)
+        yield family
+        family = GaugeMetricFamily("nfp_steps", "engine steps by status", labels=["status"])
+        for status, count in steps.items():
+            family.add_metric([status], count)
+        yield family
+
+
+def serve_metrics(service, address: str, port: int) -> None:
+    REGISTRY.register(NfpCollector(service))
+    start_http_server(port, addr=address)
+    LOG.info("Prometheus metrics on http://%s:%d/metrics", address, port)

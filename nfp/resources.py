@@ -15,6 +15,7 @@ StaticRoutes.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Annotated, Any, Literal, Optional, Union
@@ -25,13 +26,38 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field,
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
+_OCTET = r"(0|[1-9]\d{0,2})"
+_IPV4_CIDR = re.compile(rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(?:/(0|[1-9]\d?))?$")
+
+
+@functools.lru_cache(maxsize=65536)
 def _cidr(value: str) -> str:
+    """Normalised network (host bits cleared). Rule sets repeat the same few
+    networks thousands of times, hence the cache and the IPv4 fast path."""
+    match = _IPV4_CIDR.match(value)
+    if match:
+        octets = [int(g) for g in match.groups()[:4]]
+        prefix = int(match.group(5)) if match.group(5) is not None else 32
+        if all(o <= 255 for o in octets) and prefix <= 32:
+            addr = (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
+            addr &= (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+            return f"{addr >> 24}.{(addr >> 16) & 255}.{(addr >> 8) & 255}.{addr & 255}/{prefix}"
+        raise ValueError(f"{value!r} is not a valid CIDR")
     try:
         return str(ipaddress.ip_network(value, strict=False))
     except ValueError:
         raise ValueError(f"{value!r} is not a valid CIDR") from None
 
 
+def _interface(value: str) -> str:
+    """An address with its prefix (``198.18.1.1/24``): host bits are kept."""
+    try:
+        return str(ipaddress.ip_interface(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid address/prefix") from None
+
+
+@functools.lru_cache(maxsize=65536)
 def _ip(value: str) -> str:
     try:
         return str(ipaddress.ip_address(value))
@@ -39,6 +65,7 @@ def _ip(value: str) -> str:
         raise ValueError(f"{value!r} is not a valid IP address") from None
 
 
+@functools.lru_cache(maxsize=65536)
 def _port_range(value: Any) -> str:
     text = str(value)
     parts = text.replace("-", ":").split(":")
@@ -59,6 +86,7 @@ def _name(value: str) -> str:
 
 
 Cidr = Annotated[str, AfterValidator(_cidr)]
+IPInterface = Annotated[str, AfterValidator(_interface)]
 IPAddress = Annotated[str, AfterValidator(_ip)]
 PortRange = Annotated[Union[int, str], AfterValidator(_port_range)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -170,7 +198,7 @@ class StaticRoutes(_Model):
 class Interface(_Model):
     name: Optional[str] = None
     port_classification: Literal["provider", "consumer", "management", "monitoring"] = "provider"
-    ip_address: Optional[Cidr] = None
+    ip_address: Optional[IPInterface] = None
     mac_address: Optional[str] = None
     gateway: Optional[IPAddress] = None
 

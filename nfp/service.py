@@ -70,7 +70,10 @@ class OrchestratorService:
         if count:
             LOG.info("static inventory: %d device(s)", count)
         services = Services(conf, self.sessionmaker)
-        for name in conf.device_drivers:
+        sweep = set(conf.device_drivers)
+        if (conf.state_path / "netns").exists():
+            sweep.add("netns")  # devices from an earlier run may have outlived it
+        for name in sorted(sweep):
             try:
                 services.device_driver(name).startup_sweep()
             except LookupError as exc:

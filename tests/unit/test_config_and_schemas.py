@@ -83,3 +83,24 @@ def test_shipped_sample_config_is_valid():
     sample = Path(__file__).resolve().parents[2] / "etc" / "nfp.yaml"
     conf = nfp_config.load(str(sample), environ={})
     assert conf.device_drivers["static"]["devices"][0]["credentials_ref"] == "vyos-edge-1-ssh"
+    from nfp.drivers.config.linux.driver import LinuxOptions
+    from nfp.drivers.device.netns.options import NetnsOptions
+    from nfp.drivers.device.static import StaticOptions
+    StaticOptions.model_validate(conf.device_drivers["static"])
+    NetnsOptions.model_validate(conf.device_drivers["netns"])
+    LinuxOptions.model_validate(conf.config_drivers["linux"])
+
+
+@pytest.mark.parametrize("value", ["198.18.1.7/24", "10.0.0.0/8", "1.2.3.4", "0.0.0.0/0",
+                                   "255.255.255.255/32", "198.18.0.0/15", "2001:db8::1/64"])
+def test_cidr_fast_path_matches_ipaddress(value):
+    import ipaddress
+    from nfp.resources import _cidr
+    assert _cidr(value) == str(ipaddress.ip_network(value, strict=False))
+
+
+@pytest.mark.parametrize("value", ["256.1.1.1/24", "1.2.3.4/33", "1.2.3/24", "01.2.3.4", "x"])
+def test_cidr_rejects_invalid(value):
+    from nfp.resources import _cidr
+    with pytest.raises(ValueError):
+        _cidr(value)

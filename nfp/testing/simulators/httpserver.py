@@ -116,6 +116,8 @@ class HttpSimulator:
             self.cert = make_self_signed(self._cert_dir or self._tmp.name, self.host, f"{self.vendor}-sim")
         self._socket = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # accepted sockets inherit it: no Nagle wait between a response's header and body writes
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket.bind((self.host, self._port))
         config = uvicorn.Config(self.app(), log_level="warning", access_log=False, lifespan="off",
                                 ssl_certfile=self.cert.cert_path if self.tls else None,

@@ -4,21 +4,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
-from sqlalchemy.pool import NullPool
 
 
 def make_engine(url: str, pool_size: int = 10, echo: bool = False) -> Engine:
     """Create an engine. SQLite gets WAL and a busy timeout so listener and
     workers (separate processes) can write to one file."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
+        path = make_url(url).database or ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, poolclass=NullPool,
-                               connect_args={"timeout": 30, "check_same_thread": False})
+        pooling = {} if path in ("", ":memory:") else {"pool_size": pool_size,
+                                                        "max_overflow": pool_size}
+        engine = create_engine(url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False},
+                               **pooling)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):

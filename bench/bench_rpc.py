@@ -37,11 +37,11 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import kombu  # noqa: E402
 import yaml  # noqa: E402
+from oslo_noop_server import oslo_with_conf  # noqa: E402
 
 from nfp.config import NfpConfig  # noqa: E402
 from nfp.rpc import codec, topology  # noqa: E402
 from nfp.rpc.transport import connection_for  # noqa: E402
-from oslo_noop_server import oslo_with_conf  # noqa: E402
 
 RUN = uuid.uuid4().hex[:8]
 #: a neutron-like request context, so bodies have their real size

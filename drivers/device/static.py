@@ -77,10 +77,16 @@ class StaticDeviceDriver(DeviceDriver):
     def get_network_function_device_status(self, device_data):
         entry = self.inventory.get(device_data.get("id"))
         if entry is None:
-            return "ERROR"
-        if entry.probe_port and entry.mgmt_ip_address:
+            # registered in the database (``nfp device register``), not in the config
+            extra = device_data.get("extra") or {}
+            if not device_data.get("status"):
+                return "ERROR"
+            probe, address = extra.get("probe_port"), device_data.get("mgmt_ip_address")
+        else:
+            probe, address = entry.probe_port, entry.mgmt_ip_address
+        if probe and address:
             try:
-                with socket.create_connection((entry.mgmt_ip_address, entry.probe_port),
+                with socket.create_connection((address, probe),
                                               timeout=self.settings.probe_timeout):
                     return "ACTIVE"
             except OSError:
@@ -88,7 +94,7 @@ class StaticDeviceDriver(DeviceDriver):
         return "ACTIVE"
 
     def plug_network_function_device_interface(self, device_data):
-        return device_data.get("id") in self.inventory
+        return device_data.get("id") in self.inventory or bool(device_data.get("status"))
 
     def unplug_network_function_device_interface(self, device_data):
         return True

@@ -268,7 +268,7 @@ def status(obj: Ctx):
 def _register_optional() -> None:
     import importlib
     for module, attr in (("nfp.cli.dictionary", "dictionary"), ("nfp.cli.simulate", "simulate"),
-                         ("nfp.cli.demo", "demo")):
+                         ("nfp.cli.demo", "demo"), ("nfp.cli.device", "device")):
         try:
             cli.add_command(getattr(importlib.import_module(module), attr))
         except ImportError as exc:

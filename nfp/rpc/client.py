@@ -94,6 +94,9 @@ class RpcClient:
     def close(self) -> None:
         """Release the connection if this client opened it."""
         with self._lock:
+            if self._reply_consumer is not None and is_virtual(self._conn):
+                # nothing expires queues on the embedded bus: drop late replies
+                self._reply_queue(self._conn.default_channel).purge()
             if self._owned:
                 self._conn.release()
             self._producer = self._reply_consumer = None

@@ -26,8 +26,8 @@ from typing import Callable, Optional
 from sqlalchemy import exc as sa_exc
 
 from nfp.rpc.counters import Counters
-from nfp.rpc.errors import describe
 from nfp.rpc.delivery import Delivery
+from nfp.rpc.errors import describe
 from nfp.rpc.ratelimit import RateLimitedLog
 from nfp.rpc.types import Dispatcher, Outcome
 

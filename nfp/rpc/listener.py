@@ -37,7 +37,7 @@ from nfp.rpc.publisher import Publisher
 from nfp.rpc.ratelimit import RateLimitedLog
 from nfp.rpc.reads import ReadPool
 from nfp.rpc.transport import AMQP_HEARTBEAT, connection_for, is_virtual
-from nfp.rpc.types import Dispatcher, IncomingRequest, Outcome
+from nfp.rpc.types import Dispatcher, Outcome
 
 LOG = logging.getLogger(__name__)
 
@@ -82,6 +82,8 @@ class RpcListener:
         self._abandon = threading.Event()
         self._delivering_stopped = threading.Event()
         self._recoverable: tuple = ()
+        #: the current consuming connection (owned by the consumer thread; for diagnostics)
+        self.consumer_connection = None
         self._thread: Optional[threading.Thread] = None
         self._ratelog = RateLimitedLog(LOG)
 
@@ -113,6 +115,8 @@ class RpcListener:
         """
         deadline = time.monotonic() + timeout
         self._stop_consuming.set()
+        if self._thread is None:  # never started
+            self._delivering_stopped.set()
         # the intake and read queues may only be closed once the consumer can
         # no longer add to them
         self._delivering_stopped.wait(max(_left(deadline), 1.0))
@@ -168,6 +172,7 @@ class RpcListener:
                 _release(conn)
 
     def _serve(self, conn) -> None:
+        self.consumer_connection = conn
         self._recoverable = conn.connection_errors + conn.channel_errors
         channel = conn.channel()
         served = [topology.server_queues(self.conf, topic, stable_fanout=is_virtual(conn))

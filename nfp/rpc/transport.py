@@ -20,8 +20,8 @@ from typing import Any, Optional
 from urllib.parse import urlsplit
 
 import kombu
-from kombu.transport import filesystem, virtual
 from kombu.exceptions import ChannelError
+from kombu.transport import filesystem, virtual
 from kombu.utils.json import dumps, loads
 
 from nfp.config import NfpConfig
@@ -74,6 +74,17 @@ class _FilesystemChannel(filesystem.Channel):
                 os.unlink(target)
             return loads(payload.decode("utf-8"))
         raise Empty()
+
+    def queue_bind(self, queue: str, exchange: Optional[str] = None, routing_key: str = "",
+                   arguments: Optional[dict] = None, **kwargs: Any) -> None:
+        super().queue_bind(queue, exchange, routing_key, arguments, **kwargs)
+        # kombu skips the file when this process's state already lists the
+        # binding, even while another thread is still writing it, and a publish
+        # in between is routed nowhere. The file is the shared truth, and adding
+        # a binding that is already there is a no-op, so write it every time.
+        exchange = exchange or "amq.direct"
+        meta = self.typeof(exchange).prepare_bind(queue, exchange, routing_key, arguments)
+        self._queue_bind(exchange, *meta)
 
     def get_table(self, exchange: str) -> list:
         # a binding file being created is empty for an instant: read it again

@@ -163,3 +163,25 @@ def test_prometheus_metrics_endpoint(tmp_path):
         assert 'nfp_network_functions{status="ACTIVE"} 1.0' in text
         assert "nfp_workers_alive 2.0" in text
         assert "nfp_rpc_received_total" in text
+
+
+def test_devices_registered_in_the_database_are_shared(tmp_path):
+    with Harness(tmp_path, config={"device_drivers": {"static": {"devices": []}}}) as h:
+        base = [sys.executable, "-m", "nfp.cli.main", "--config", str(h.config_file), "device"]
+        reg = subprocess.run(base + ["register", "--id", "db-appliance", "--vendor", "memory",
+                                     "--max-interfaces", "2"], capture_output=True, text=True,
+                             timeout=60)
+        assert reg.returncode == 0, reg.stderr
+        port = {"port": {"id": "p-1", "fixed_ips": [{"ip_address": "198.18.3.5"}]},
+                "subnet": {"cidr": "198.18.3.0/24"}}
+        body = {**nf_body("a"), "provider": port, "consumer": {**port, "port": {"id": "p-2"}}}
+        first = h.client.create_network_function(body)
+        h.wait_for_status(first["id"], "ACTIVE")
+        second = h.client.create_network_function({**body, "name": "b"})
+        got = h.wait_for_status(second["id"], "ERROR")  # both interfaces are taken
+        assert "free interface" in got["status_description"]
+        listed = subprocess.run(base + ["list", "--json"], capture_output=True, text=True, timeout=60)
+        assert json.loads(listed.stdout)[0]["interfaces_in_use"] == 2
+        busy = subprocess.run(base + ["remove", "db-appliance"], capture_output=True, text=True,
+                              timeout=60)
+        assert busy.returncode != 0 and "still serves" in busy.stderr

@@ -232,3 +232,21 @@ def test_notifications_reach_an_oslo_notification_listener(oslo, rabbit_url, lis
     assert (publisher_id, event_type, payload) == (listener.conf.rpc.publisher_id,
                                                    "nfp.network_function.create.end", {"id": "nf-1"})
     assert len(metadata["message_id"]) == 36 and metadata["timestamp"]
+
+
+# -- connection loss -------------------------------------------------------------------------------------------
+
+def _cut(kombu_connection):
+    """Break a live py-amqp connection under its owner, as a broker restart would."""
+    import socket
+    kombu_connection.connection.transport.sock.shutdown(socket.SHUT_RDWR)
+
+
+def test_listener_recovers_from_lost_connections(client, listener):
+    reconnects = listener.counters["reconnects"]
+    _cut(listener.consumer_connection)
+    _until(lambda: listener.counters["reconnects"] == reconnects + 1 and listener.ready,
+           "the consumer to reconnect")
+    assert client.call({}, "echo", x="after consumer reconnect") == "after consumer reconnect"
+    _cut(listener.publisher._conn)  # replies go out on a second connection
+    assert client.call({}, "echo", x="after publisher reconnect") == "after publisher reconnect"

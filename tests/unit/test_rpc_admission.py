@@ -1,4 +1,4 @@
-"""oslo's dispatch rules, the duplicate window, transport URLs and topology names."""
+"""oslo's dispatch rules, the duplicate window and topology names."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +7,6 @@ from nfp.config import NfpConfig
 from nfp.rpc import admission, topology
 from nfp.rpc.dedupe import SeenIds
 from nfp.rpc.functions import FunctionDispatcher
-from nfp.rpc.transport import TransportURLError, _amqp_urls, connection_for, is_virtual
 from nfp.rpc.types import IncomingRequest
 
 
@@ -45,26 +44,6 @@ def test_seen_ids_is_a_bounded_lru():
     assert seen.check_and_add("d") is False  # evicts b, the oldest
     assert seen.check_and_add("b") is False and len(seen) == 3
     assert seen.check_and_add(None) is False and seen.check_and_add(None) is False
-
-
-def test_oslo_rabbit_urls_become_kombu_failover_lists():
-    assert _amqp_urls("rabbit://u:p@h1:5672,u:p@h2:5673/vh") == \
-        "amqp://u:p@h1:5672/vh;amqp://u:p@h2:5673/vh"
-    assert _amqp_urls("rabbit://guest:guest@127.0.0.1:5672/") == "amqp://guest:guest@127.0.0.1:5672/"
-    conn = connection_for("rabbit://guest:guest@127.0.0.1:5672/")
-    assert conn.transport_cls in ("amqp", "pyamqp") and not conn.connected
-
-
-def test_filesystem_url_needs_an_absolute_path_and_creates_its_folders(tmp_path):
-    with pytest.raises(TransportURLError, match="absolute path"):
-        connection_for("filesystem://relative/bus")
-    with pytest.raises(TransportURLError, match="unsupported scheme"):
-        connection_for("kafka://x")
-    conf = NfpConfig(transport={"polling_interval": 0.5})
-    conn = connection_for(f"filesystem://{tmp_path}/bus", conf)
-    assert {p.name for p in (tmp_path / "bus").iterdir()} == {"data", "control", "claimed", "staging"}
-    assert conn.transport_options["polling_interval"] == 0.5
-    assert is_virtual(conn) and is_virtual(connection_for("memory://"))
 
 
 def test_topology_mirrors_oslo_declarations():

@@ -185,3 +185,21 @@ def test_devices_registered_in_the_database_are_shared(tmp_path):
         busy = subprocess.run(base + ["remove", "db-appliance"], capture_output=True, text=True,
                               timeout=60)
         assert busy.returncode != 0 and "still serves" in busy.stderr
+
+
+def test_configurator_failure_notification_sets_error(tmp_path):
+    with Harness(tmp_path) as h:
+        nf = h.client.create_network_function(nf_body())
+        h.wait_for_status(nf["id"], "ACTIVE")
+        from nfp.rpc.client import RpcClient
+        client = RpcClient(h.conf.transport_url, h.conf, h.conf.rpc.notification_topic)
+        try:
+            client.cast({}, "network_function_notification", notification_data={
+                "info": {"service_type": "firewall", "context": {"nf_id": nf["id"],
+                                                                 "operation": "create"}},
+                "notification": [{"resource": "firewall", "data": {
+                    "status_code": "FAILURE", "error_msg": "rule 3 rejected by device"}}]})
+        finally:
+            client.close()
+        got = h.wait_for_status(nf["id"], "ERROR")
+        assert "rule 3 rejected by device" in got["status_description"]

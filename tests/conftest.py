@@ -49,3 +49,14 @@ def pg_url():
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture
+def netns_required():
+    """Root, iproute2, nftables, haproxy and sshd: fail under CI, skip elsewhere."""
+    from nfp.testing.topology import unavailable_reason
+    reason = unavailable_reason()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"{reason} (CI=true: netns tests must run)")
+        pytest.skip(reason)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from nfp.rpc.client import RemoteError
-from nfp.testing.harness import Harness, HarnessError
+from nfp.testing.harness import Harness
 from nfp.testing.memory_config import read_device
 
 pytestmark = pytest.mark.integration

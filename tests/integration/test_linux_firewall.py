@@ -1,11 +1,10 @@
 """nftables firewall NF on a netns device, proven with real packets."""
 from __future__ import annotations
 
-import os
 
 import pytest
 
-from nfp.testing.topology import NetnsLab, unavailable_reason
+from nfp.testing.topology import NetnsLab
 
 pytestmark = pytest.mark.integration
 
@@ -19,12 +18,7 @@ RULES = {"rules": [
 
 
 @pytest.fixture
-def net(tmp_path):
-    reason = unavailable_reason()
-    if reason:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason} (CI=true: netns tests must run)")
-        pytest.skip(reason)
+def net(tmp_path, netns_required):
     with NetnsLab(tmp_path) as lab:
         device, target = lab.device()
         web = lab.topo.host("web", lab.provider, WEB)

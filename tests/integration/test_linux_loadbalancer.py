@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import collections
-import os
 import threading
 
 import pytest
 
-from nfp.testing.topology import NetnsLab, unavailable_reason
+from nfp.testing.topology import NetnsLab
 
 pytestmark = pytest.mark.integration
 
@@ -15,12 +14,7 @@ VIP = "198.18.2.100"
 
 
 @pytest.fixture
-def net(tmp_path):
-    reason = unavailable_reason()
-    if reason:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason} (CI=true: netns tests must run)")
-        pytest.skip(reason)
+def net(tmp_path, netns_required):
     with NetnsLab(tmp_path) as lab:
         device, target = lab.device("lb")
         members = [lab.topo.host(f"m{i}", lab.provider, f"198.18.1.{10 + i}") for i in range(3)]

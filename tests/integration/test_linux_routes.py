@@ -1,11 +1,10 @@
 """Routes and interfaces pushed by the linux driver, proven with real packets."""
 from __future__ import annotations
 
-import os
 
 import pytest
 
-from nfp.testing.topology import NetnsLab, unavailable_reason
+from nfp.testing.topology import NetnsLab
 
 pytestmark = pytest.mark.integration
 
@@ -14,13 +13,8 @@ ROUTE = {"routes": [{"destination": "198.18.3.0/24", "nexthop": "198.18.1.254", 
 
 
 @pytest.fixture
-def net(tmp_path):
+def net(tmp_path, netns_required):
     """client -> device -> router (198.18.1.254) -> far network 198.18.3.0/24."""
-    reason = unavailable_reason()
-    if reason:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason} (CI=true: netns tests must run)")
-        pytest.skip(reason)
     with NetnsLab(tmp_path) as lab:
         device, target = lab.device("rt")
         far = lab.topo.network("far", "198.18.3.0/24", gateway_ip="198.18.3.1")

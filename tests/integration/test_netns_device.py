@@ -9,18 +9,13 @@ import pytest
 
 from nfp.drivers.config.base import DeviceTarget
 from nfp.drivers.device.netns import NetnsDeviceDriver, iproute, keys, naming
-from nfp.testing.topology import NetnsLab, unavailable_reason
+from nfp.testing.topology import NetnsLab
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def lab(tmp_path):
-    reason = unavailable_reason()
-    if reason:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason} (CI=true: netns tests must run)")
-        pytest.skip(reason)
+def lab(tmp_path, netns_required):
     with NetnsLab(tmp_path) as lab:
         yield lab
 

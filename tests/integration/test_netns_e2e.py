@@ -3,12 +3,11 @@ nftables and HAProxy on them; real packets prove it."""
 from __future__ import annotations
 
 import collections
-import os
 
 import pytest
 
 from nfp.drivers.device.netns import NetnsDeviceDriver, iproute, naming
-from nfp.testing.topology import Topology, unavailable_reason
+from nfp.testing.topology import Topology
 
 pytestmark = pytest.mark.integration
 
@@ -18,12 +17,7 @@ CONFIG = {"orchestrator": {"device_poll_interval": 0.2}, "device_drivers": {"net
 
 
 @pytest.fixture
-def env(tmp_path):
-    reason = unavailable_reason()
-    if reason:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason} (CI=true: netns tests must run)")
-        pytest.skip(reason)
+def env(tmp_path, netns_required):
     from nfp.testing.harness import Harness
     with Topology() as topo:
         provider = topo.network("provider", "198.18.1.0/24", gateway_ip="198.18.1.1")

@@ -115,18 +115,21 @@ def delete_entities(url: str, queues: list[str], exchanges: list[str]) -> None:
                     pass
 
 
-# -- (b) and (c-baseline): stock oslo ----------------------------------------------------
+# -- (b), (c-baseline) and the RPC layer alone: one server subprocess each -------------------
 
-def run_oslo(url: str, count: int, calls: int) -> dict:
-    exchange, topic = f"bench_oslo_{RUN}", f"bench_oslo_topic_{RUN}"
+def run_server(url: str, script: str, count: int, calls: int, extra: tuple = ()) -> dict:
+    """Pre-load ``count`` casts, start ``script`` (a bench server), read its drain
+    rate, then measure sequential oslo ``call`` latency against it."""
+    name = Path(script).stem.split("_")[0]
+    exchange, topic = f"bench_{name}_{RUN}", f"bench_{name}_topic_{RUN}"
     conf = NfpConfig(transport={"url": url, "control_exchange": exchange})
     publish_rate = preload(url, conf, topic, count)
-    proc = subprocess.Popen([sys.executable, str(HERE / "oslo_noop_server.py"), "--url", url,
-                             "--exchange", exchange, "--topic", topic, "--expect", str(count)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, str(HERE / script), "--url", url, "--exchange", exchange,
+                             "--topic", topic, "--server", "bench-server", "--expect", str(count),
+                             *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     transport = None
     try:
-        assert json.loads(proc.stdout.readline())["event"] == "started"
+        assert json.loads(proc.stdout.readline())["event"] == "started", f"{script} did not start"
         drained = json.loads(proc.stdout.readline())
         transport, client = oslo_client(url, exchange, topic)
         lat = latencies(lambda: client.call(dict(CONTEXT), "get_network_function",
@@ -136,10 +139,18 @@ def run_oslo(url: str, count: int, calls: int) -> dict:
             transport.cleanup()
         proc.stdin.close()
         proc.wait(60)
-        delete_entities(url, [topic, f"{topic}.bench-oslo"], [exchange, f"{topic}_fanout"])
-    return {"publish_rate": publish_rate,
-            "drain_rate": (count - 1) / drained["first_to_last_s"],
-            "drain_rate_from_start": count / drained["from_start_s"], **lat}
+        delete_entities(url, [topic, f"{topic}.bench-server"], [exchange, f"{topic}_fanout"])
+    return {"publish_rate": publish_rate, "drain_rate": drained["rate"],
+            "drain_rate_from_start": drained["rate_from_start"], **lat}
+
+
+def run_rpc_layer_pg(url: str, admin_db_url: str, count: int, calls: int) -> dict:
+    """nfp's RpcListener with a minimal durable group commit (one INSERT per batch)."""
+    db = Postgres(admin_db_url)
+    try:
+        return run_server(url, "nfp_noop_server.py", count, calls, ("--dsn", db.dsn))
+    finally:
+        db.drop()
 
 
 # -- (a) and (c): the nfp daemon -----------------------------------------------------------
@@ -163,9 +174,12 @@ class Postgres:
         self.psycopg2 = psycopg2
         self.admin_url = admin_url
         self.name = f"nfp_bench_{RUN}"
-        self.url = admin_url.rsplit("/", 1)[0] + f"/{self.name}"
+        plain = admin_url.replace("postgresql+psycopg2://", "postgresql://").rsplit("/", 1)[0]
+        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; nfp ships psycopg2
+        self.url = plain.replace("postgresql://", "postgresql+psycopg2://") + f"/{self.name}"
+        self.dsn = f"{plain}/{self.name}"
         self._admin("CREATE DATABASE " + self.name)
-        self._conn = psycopg2.connect(self.url.replace("postgresql+psycopg2://", "postgresql://"))
+        self._conn = psycopg2.connect(self.dsn)
         self._conn.autocommit = True
 
     def _admin(self, sql: str) -> None:
@@ -291,28 +305,34 @@ def timed_intake(daemon: Daemon, db: Postgres, base: int, count: int, timeout: f
 
 # -- report ----------------------------------------------------------------------------------------
 
-def report(oslo: dict, nfp: Optional[dict], args, why_not: Optional[str]) -> None:
-    print(f"\nRPC benchmark  K={args.casts} casts, {args.calls} sequential calls, broker {args.url}")
-    print(f"{'':44}{'oslo (baseline)':>18}{'nfp':>14}")
-    rows = [("casts pre-loaded per s (publisher)", "publish_rate", "{:,.0f}"),
-            ("create_network_function drained per s", "drain_rate", "{:,.0f}"),
-            ("  same, counted from process start", "drain_rate_from_start", "{:,.0f}"),
-            ("get_network_function p50 ms", "p50_ms", "{:.2f}"),
-            ("get_network_function p99 ms", "p99_ms", "{:.2f}"),
-            ("sequential calls per s", "calls_per_s", "{:,.0f}")]
-    for label, key, fmt in rows:
-        theirs = fmt.format(oslo[key])
-        ours = fmt.format(nfp[key]) if nfp else "-"
-        print(f"{label:44}{theirs:>18}{ours:>14}")
-    if nfp is None:
-        print(f"\nnfp side not measured: {why_not}")
-        return
-    ratio = nfp["drain_rate"] / oslo["drain_rate"]
-    p50 = nfp["p50_ms"] / oslo["p50_ms"]
-    print(f"\n(a)/(b) intake ratio  {ratio:.2f}   target >= 2.0  {'OK' if ratio >= 2.0 else 'MISSED'}")
-    print(f"p50 nfp/oslo          {p50:.2f}   target <= 1.0  {'OK' if p50 <= 1.0 else 'MISSED'}")
-    print("nfp commits every NF durably in PostgreSQL before acking; the oslo baseline acks "
-          "before dispatch and stores nothing.")
+ROWS = [("casts pre-loaded per s (publisher)", "publish_rate", "{:,.0f}"),
+        ("create_network_function drained per s", "drain_rate", "{:,.0f}"),
+        ("  same, counted from process start", "drain_rate_from_start", "{:,.0f}"),
+        ("get_network_function p50 ms", "p50_ms", "{:.2f}"),
+        ("get_network_function p99 ms", "p99_ms", "{:.2f}"),
+        ("sequential calls per s", "calls_per_s", "{:,.0f}")]
+
+
+def report(columns: dict[str, Optional[dict]], args, why_not: Optional[str]) -> None:
+    print(f"\nRPC benchmark  K={args.casts} casts, {args.calls} sequential calls, "
+          f"broker {args.url}, {os.cpu_count()} CPUs")
+    print(f"{'':42}" + "".join(f"{name:>16}" for name in columns))
+    for label, key, fmt in ROWS:
+        cells = "".join(f"{(fmt.format(col[key]) if col else '-'):>16}" for col in columns.values())
+        print(f"{label:42}{cells}")
+    oslo = columns["(b) oslo"]
+    for name, col in columns.items():
+        if col is None or name == "(b) oslo":
+            continue
+        ratio, p50 = col["drain_rate"] / oslo["drain_rate"], col["p50_ms"] / oslo["p50_ms"]
+        print(f"{name:22} intake ratio vs oslo {ratio:6.2f} (target >= 2.0 "
+              f"{'OK' if ratio >= 2.0 else 'MISSED'})   p50 ratio {p50:5.2f} (target <= 1.0 "
+              f"{'OK' if p50 <= 1.0 else 'MISSED'})")
+    if why_not:
+        print(f"\nnfp daemon not measured: {why_not}")
+    print("\n(b) oslo acks before dispatch and stores nothing. 'rpc noop' is nfp's listener with "
+          "a no-op dispatcher; 'rpc+pg' adds one durable INSERT per group commit; '(a) nfp' is "
+          "the full daemon (every NF validated and committed with its first step in PostgreSQL).")
 
 
 def main(argv=None) -> int:
@@ -325,13 +345,19 @@ def main(argv=None) -> int:
     parser.add_argument("--casts", type=int, default=20000, help="K pre-loaded casts")
     parser.add_argument("--calls", type=int, default=500, help="sequential calls for latency")
     parser.add_argument("--workers", type=int, default=2, help="nfp worker processes")
-    parser.add_argument("--only", choices=["all", "oslo"], default="all")
+    parser.add_argument("--only", choices=["all", "rpc"], default="all",
+                        help="rpc: skip the nfp daemon")
     args = parser.parse_args(argv)
-    oslo = run_oslo(args.url, args.casts, args.calls)
-    why_not = "--only oslo" if args.only == "oslo" else nfp_unavailable()
-    nfp = None if why_not else run_nfp(args.url, args.database_admin_url, args.casts, args.calls,
-                                       args.workers)
-    report(oslo, nfp, args, why_not)
+    # run the cleanups (databases, queues, daemons) on SIGTERM too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    columns: dict[str, Optional[dict]] = {}
+    columns["(b) oslo"] = run_server(args.url, "oslo_noop_server.py", args.casts, args.calls)
+    columns["rpc noop"] = run_server(args.url, "nfp_noop_server.py", args.casts, args.calls)
+    columns["rpc+pg"] = run_rpc_layer_pg(args.url, args.database_admin_url, args.casts, args.calls)
+    why_not = "--only rpc" if args.only == "rpc" else nfp_unavailable()
+    columns["(a) nfp"] = None if why_not else run_nfp(args.url, args.database_admin_url, args.casts,
+                                                      args.calls, args.workers)
+    report(columns, args, why_not)
     return 0
 
 

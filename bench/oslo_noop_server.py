@@ -77,8 +77,8 @@ def main(argv=None) -> int:
     if args.expect:
         endpoint.drained.wait()
         print(json.dumps({"event": "drained", "count": endpoint.count,
-                          "from_start_s": endpoint.last - started,
-                          "first_to_last_s": endpoint.last - endpoint.first}), flush=True)
+                          "rate": (endpoint.count - 1) / (endpoint.last - endpoint.first),
+                          "rate_from_start": endpoint.count / (endpoint.last - started)}), flush=True)
     sys.stdin.read()
     server.stop()
     server.wait()

@@ -127,15 +127,12 @@ def _decompress(body: Raw, headers: Mapping[str, Any]) -> Raw:
 def _load_json(body: Raw) -> Any:
     if isinstance(body, Mapping):
         return dict(body)
-    if isinstance(body, (bytes, bytearray)):
-        try:
-            body = bytes(body).decode("utf-8")
-        except UnicodeDecodeError:
-            raise CodecError("body", "not UTF-8 text") from None
-    if not isinstance(body, str):
+    if not isinstance(body, (bytes, bytearray, str)):
         raise CodecError("body", f"unsupported body type {type(body).__name__}")
     try:
-        return json.loads(body)
+        return json.loads(body)  # bytes are decoded as UTF-8 (RFC 8259)
+    except UnicodeDecodeError:
+        raise CodecError("body", "not UTF-8 text") from None
     except ValueError as exc:
         raise CodecError("body", f"invalid JSON: {exc.args[0] if exc.args else exc}") from None
 

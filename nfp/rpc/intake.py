@@ -92,7 +92,11 @@ class Intake:
 
     def put(self, delivery: Delivery) -> None:
         """Queue a mutation for the next batch."""
-        self._queue.put(delivery)
+        self._queue.put([delivery])
+
+    def put_many(self, deliveries: list[Delivery]) -> None:
+        """Queue several mutations with one wake-up of the intake thread."""
+        self._queue.put(list(deliveries))
 
     def stop(self, timeout: Optional[float] = None) -> bool:
         """Commit everything queued so far, then stop. If that takes longer than
@@ -117,10 +121,12 @@ class Intake:
                 self._commit(batch)
 
     def _next_batch(self) -> tuple[list[Delivery], bool]:
+        # a batch may exceed max_batch by less than one hand-off; the prefetch
+        # count already bounds what can be outstanding
         first = self._queue.get()
         if first is _STOP:
             return [], True
-        batch = [first]
+        batch = list(first)
         while len(batch) < self.max_batch:
             try:
                 item = self._queue.get_nowait()
@@ -128,7 +134,7 @@ class Intake:
                 break
             if item is _STOP:
                 return batch, True
-            batch.append(item)
+            batch.extend(item)
         return batch, False
 
     def _commit(self, batch: list[Delivery]) -> None:

@@ -28,6 +28,7 @@ from kombu import Consumer
 
 from nfp.config import NfpConfig
 from nfp.rpc import admission, codec, topology
+from nfp.rpc.acks import ACK, REJECT, AckTracker
 from nfp.rpc.counters import Counters
 from nfp.rpc.dedupe import SeenIds
 from nfp.rpc.delivery import Delivery
@@ -43,6 +44,8 @@ LOG = logging.getLogger(__name__)
 
 #: longest blocking wait for a delivery before pending acks are applied
 DRAIN_TIMEOUT = 0.02
+#: during a burst, mutations reach the intake in groups at most this far apart (seconds)
+HANDOFF_LINGER = 0.002
 #: reconnect backoff bounds, seconds
 RECONNECT_START = 0.5
 RECONNECT_MAX = 15.0
@@ -74,6 +77,9 @@ class RpcListener:
                              max_attempts, self.counters)
         self.reads = ReadPool(dispatcher, self._settle, conf.rpc.read_threads, self.counters)
         self._settlements: queue.SimpleQueue = queue.SimpleQueue()
+        self._acks = AckTracker(multiple=False)  # replaced per connection
+        self._handoff: list[Delivery] = []  # consumer thread only
+        self._handed_off_at = 0.0
         self._seen = SeenIds()
         self._generation = 0
         self._in_flight = 0  # consumer thread only
@@ -82,6 +88,7 @@ class RpcListener:
         self._abandon = threading.Event()
         self._delivering_stopped = threading.Event()
         self._recoverable: tuple = ()
+        self._served: Optional[list[topology.ServerQueues]] = None
         #: the current consuming connection (owned by the consumer thread; for diagnostics)
         self.consumer_connection = None
         self._thread: Optional[threading.Thread] = None
@@ -174,9 +181,15 @@ class RpcListener:
     def _serve(self, conn) -> None:
         self.consumer_connection = conn
         self._recoverable = conn.connection_errors + conn.channel_errors
+        # a new generation before the first basic.consume: deliveries already
+        # arrive while later consumers wait for their consume-ok
+        self._generation += 1
+        self._acks = AckTracker(multiple=not is_virtual(conn))
         channel = conn.channel()
-        served = [topology.server_queues(self.conf, topic, stable_fanout=is_virtual(conn))
-                  for topic in self.topics]
+        if self._served is None:  # the same names on every reconnect, as oslo does
+            self._served = [topology.server_queues(self.conf, topic, stable_fanout=is_virtual(conn))
+                            for topic in self.topics]
+        served = self._served
         consumers = []
         for group in served:
             for q in group.queues:
@@ -186,7 +199,6 @@ class RpcListener:
                                 on_message=functools.partial(self._on_message, group.topic))
             consumer.consume()
             consumers.append(consumer)
-        self._generation += 1
         self._ready.set()
         self._ratelog.clear("consume")
         LOG.info("RPC listener consuming %s on exchange %s as server %s.",
@@ -199,12 +211,22 @@ class RpcListener:
         while not self._stop_consuming.is_set():
             self._apply_settlements()
             try:
-                conn.drain_events(timeout=DRAIN_TIMEOUT)
+                conn.drain_events(timeout=HANDOFF_LINGER if self._handoff else DRAIN_TIMEOUT)
             except socket.timeout:
-                pass
+                self._hand_off()  # the burst is over
+            if self._handoff and time.monotonic() - self._handed_off_at >= HANDOFF_LINGER:
+                self._hand_off()
             if conn.heartbeat and time.monotonic() >= next_check:
                 conn.heartbeat_check()
                 next_check = time.monotonic() + HEARTBEAT_CHECK_EVERY
+        self._hand_off()
+
+    def _hand_off(self) -> None:
+        """Pass the mutations collected so far to the intake in one piece."""
+        if self._handoff:
+            self.intake.put_many(self._handoff)
+            self._handoff = []
+        self._handed_off_at = time.monotonic()
 
     def _drain_and_close(self, conn, consumers: list, served: list) -> None:
         for consumer in consumers:
@@ -267,12 +289,21 @@ class RpcListener:
     def _route(self, delivery: Delivery) -> None:
         request = delivery.request
         self.publisher.track(request)
+        self._acks.add(delivery.message)
         self._in_flight += 1
         try:
             is_read = self.dispatcher.is_read(request.topic, request.method)
         except Exception:  # a broken classifier must not lose the message: commit it
             is_read = False
-        (self.reads if is_read else self.intake).put(delivery)
+        if is_read:
+            self.reads.put(delivery)
+            return
+        # Waking the intake thread for every message of a burst costs more than
+        # the message (GIL hand-offs); within a burst, mutations are passed on
+        # together at most HANDOFF_LINGER apart. An idle listener passes on at once.
+        self._handoff.append(delivery)
+        if time.monotonic() - self._handed_off_at >= HANDOFF_LINGER:
+            self._hand_off()
 
     def _refuse(self, message, failure: str, address: Optional[tuple[str, str]], why: str) -> None:
         LOG.warning("Refused %s; %s", why,
@@ -293,7 +324,7 @@ class RpcListener:
         if outcome.error is not None and not request.is_call:
             LOG.error("Cast %s (unique_id %s) failed: %s.", request.method, request.unique_id,
                       describe(outcome.error))
-        self._settlements.put(("ack", delivery))
+        self._settlements.put((ACK, delivery))
 
     def _drop(self, delivery: Delivery, exc: BaseException) -> None:
         request = delivery.request
@@ -301,24 +332,29 @@ class RpcListener:
         LOG.error("Dropped %s (msg_id %s, unique_id %s): %s", request.method, request.msg_id,
                   request.unique_id, poison)
         self.publisher.reply(request, Outcome(error=poison))
-        self._settlements.put(("reject", delivery))
+        self._settlements.put((REJECT, delivery))
 
     def _apply_settlements(self, wait: Optional[float] = None) -> None:
-        while True:
+        settlements = []
+        if wait and self._settlements.empty():
             try:
-                action, delivery = (self._settlements.get(timeout=wait) if wait
-                                    else self._settlements.get_nowait())
+                settlements.append(self._settlements.get(timeout=wait))
             except queue.Empty:
                 return
-            wait = None
+        while not self._settlements.empty():  # this thread is the only reader
+            settlements.append(self._settlements.get_nowait())
+        if not settlements:
+            return
+        for action, delivery in settlements:
             self._in_flight -= 1
-            if delivery.generation != self._generation:
-                continue  # its channel is gone; the broker redelivers and dedupe skips it
-            if action == "ack":
-                self._ack(delivery.message)
-            else:
-                self.counters.add("rejected")
-                delivery.message.reject(requeue=False)
+            # a delivery of an earlier connection: the broker redelivers it and dedupe skips it
+            if delivery.generation == self._generation:
+                self._acks.mark(delivery.message, action)
+        acked, rejected = self._acks.flush()
+        if acked:
+            self.counters.add("acked", acked)
+        if rejected:
+            self.counters.add("rejected", rejected)
 
 
 def _left(deadline: float) -> float:

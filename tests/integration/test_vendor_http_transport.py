@@ -123,6 +123,19 @@ def test_a_connection_the_device_closed_while_idle_is_replaced():
         assert len(second.table("firewall/rule")) == 1
 
 
+def test_the_simulator_answers_like_a_server_for_methods_and_its_own_failures(sim, monkeypatch):
+    transport = _transport(sim, ca_file=sim.cert.cert_path, retries=0)
+    answer = transport.send(HttpRequest("OPTIONS", "/api/v2/firewall/rules"), AUTH)
+    assert answer.status == 405 and "GET" in answer.headers.get("allow", "")
+
+    async def broken(request):
+        raise KeyError("simulator bug")
+    monkeypatch.setattr(sim, "handle", broken)
+    assert transport.send(_get(), AUTH).status == 500
+    monkeypatch.undo()
+    assert transport.send(_get(), AUTH).status == 200                     # and it keeps serving
+
+
 # -- what goes on the wire, and host name checks: a plain standard-library server ----------
 
 class _Recorder(http.server.BaseHTTPRequestHandler):

@@ -250,3 +250,32 @@ def test_listener_recovers_from_lost_connections(client, listener):
     assert client.call({}, "echo", x="after consumer reconnect") == "after consumer reconnect"
     _cut(listener.publisher._conn)  # replies go out on a second connection
     assert client.call({}, "echo", x="after publisher reconnect") == "after publisher reconnect"
+
+
+def test_a_backlog_waiting_at_start_is_served_and_acked(rabbit_url):
+    # Deliveries start while later basic.consume calls still wait for their
+    # consume-ok; they must be acked like any other.
+    topics = [f"nfp_interop_backlog_{RUN}", f"nfp_interop_backlog2_{RUN}"]
+    conf = NfpConfig(transport={"url": rabbit_url, "control_exchange": EXCHANGE, "prefetch": 20},
+                     rpc={"host": HOST})
+    with connection_for(rabbit_url, conf) as conn:
+        queue = topology.topic_queue(conf, topics[0])(conn.channel())
+        queue.declare()
+        producer = Producer(queue.channel)
+        for v in range(300):
+            producer.publish(codec.encode_request("rec", {"v": v}), exchange=queue.exchange,
+                             routing_key=topics[0], content_type="application/json",
+                             content_encoding="utf-8")
+    recorded: list = []
+    server = RpcListener(conf, FunctionDispatcher(_functions(recorded)), topics)
+    try:
+        assert server.start(wait=WAIT)
+        _until(lambda: server.counters["acked"] == 300, "300 acks")
+        assert sorted(recorded) == list(range(300))
+    finally:
+        server.stop(timeout=10)
+        with connection_for(rabbit_url, conf) as conn:
+            for name in (*topics, *(f"{t}.{HOST}" for t in topics)):
+                conn.channel().queue_delete(name)
+            for t in topics:
+                conn.channel().exchange_delete(f"{t}_fanout")

@@ -108,3 +108,47 @@ def test_unknown_placeholder_at_render_names_the_template():
     with pytest.raises(TemplateProblem) as info:
         render("json", '{"a": "${nope}"}', {}, "services.Firewall.create.body")
     assert info.value.where == "services.Firewall.create.body"
+
+
+def test_a_template_that_does_not_compile_is_reported_where_it_is():
+    call = Call(method="POST", endpoint="/r", body='{"a": "{% if %}"}')
+    with pytest.raises(TemplateProblem) as info:
+        render_http(call, {}, where="services.Firewall.create")
+    assert info.value.where == "services.Firewall.create.body" and "line 1" in str(info.value)
+
+
+def test_prepared_calls_render_fresh_values_each_time():
+    call = Call(method="PUT", endpoint="/rule/${name}", body='{"d": "${description}"}')
+    first = render_http(call, {"name": "a", "description": "x"})
+    second = render_http(call, {"name": "b b", "description": 'y"'})
+    assert (first.path, json.loads(first.body)) == ("/rule/a", {"d": "x"})
+    assert (second.path, json.loads(second.body)) == ("/rule/b%20b", {"d": 'y"'})
+    assert first.headers == second.headers == {"Content-Type": "application/json"}
+    second.headers["X"] = "changed"
+    assert render_http(call, {"name": "c", "description": ""}).headers == {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("text", ["198.18.0.0/24", "198.18.0.5/24", "198.18.7.9", "0.0.0.0/0", "1.2.3.4/31",
+                                  "255.255.255.255/32", "2001:db8::1/64", "::1", "10.0.0.1/255.255.255.0",
+                                  "198.18.200.1/17"])
+def test_address_checks_and_filters_agree_with_ipaddress(text):
+    import ipaddress
+    net = ipaddress.ip_network(text, strict=False)
+    assert placeholders.check("sourceCidr", "cidr", text) == str(net)
+    call = Call(method="POST", endpoint="/a", body='{"m": "${c|netmask}", "a": "${c|address}", '
+                                                   '"p": ${c|prefixlen}, "h": "${c|host}"}')
+    body = json.loads(render_http(call, {"c": text}).body)
+    assert body == {"m": f"{net.network_address} {net.netmask}", "a": str(net.network_address),
+                    "p": net.prefixlen, "h": str(net.network_address) if net.num_addresses == 1 else str(net)}
+
+
+@pytest.mark.parametrize("text", ["256.1.1.1/24", "1.2.3.4/33", "01.2.3.4/8", "1.2.3/8", "1.2.3.4/", "1.2.3.4 /8"])
+def test_malformed_networks_are_refused(text):
+    with pytest.raises(PlaceholderError):
+        placeholders.check("sourceCidr", "cidr", text)
+
+
+@pytest.mark.parametrize("text", ["256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4/32", "1.2.3.4 ", "::g"])
+def test_malformed_addresses_are_refused(text):
+    with pytest.raises(PlaceholderError):
+        placeholders.check("privateIp", "ip", text)

@@ -18,6 +18,7 @@ collide. The placeholder list and types are in :mod:`.placeholders`.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -49,8 +50,9 @@ class Item:
     def rule_id(self) -> str:
         return self.values["ruleId"]
 
-    @property
+    @functools.cached_property
     def body_hash(self) -> str:
+        """sha256 of the values (computed once: an item's values do not change)."""
         return hashlib.sha256(json.dumps(self.values, sort_keys=True, default=str).encode()).hexdigest()
 
 

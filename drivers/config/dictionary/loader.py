@@ -3,7 +3,9 @@
 Parsing is cached by content hash, so each process parses a dictionary once.
 :func:`parse` does the fast checks every load needs (YAML, schema, placeholder
 names, variable types); :func:`deep_check` also compiles every template and
-path expression, as ``nfp dictionary validate`` does.
+path expression, as ``nfp dictionary validate`` does. YAML goes through
+:mod:`.yamldoc` (libyaml plus a direct constructor); the line of every key is
+worked out only when a problem has to be reported.
 """
 from __future__ import annotations
 
@@ -18,11 +20,10 @@ from typing import Any, Iterator, Optional
 import yaml
 from pydantic import ValidationError
 
-from . import placeholders, render
+from . import placeholders, render, yamldoc
 from .errors import DictionaryError, Issue
 from .model import Call, Dictionary, Operation, Param, Poll
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _CACHE: dict[str, "LoadedDictionary"] = {}
 _CACHE_LOCK = threading.Lock()
 _CACHE_MAX = 256
@@ -36,7 +37,14 @@ class LoadedDictionary:
     source: str
     sha256: str
     text: str
-    lines: dict[tuple, int] = field(repr=False, default_factory=dict)
+    _lines: Optional[dict[tuple, int]] = field(repr=False, default=None)
+
+    @property
+    def lines(self) -> dict[tuple, int]:
+        """``{key path: line}``; composed from the text on first use (error paths only)."""
+        if self._lines is None:
+            self._lines = yamldoc.line_map_of(self.text)
+        return self._lines
 
     @property
     def name(self) -> str:
@@ -60,24 +68,6 @@ class LoadedDictionary:
         return types
 
 
-def _line_map(node: yaml.Node) -> dict[tuple, int]:
-    lines: dict[tuple, int] = {}
-    stack: list[tuple[tuple, yaml.Node]] = [((), node)]
-    while stack:
-        path, current = stack.pop()
-        if isinstance(current, yaml.MappingNode):
-            for key_node, value_node in current.value:
-                sub = path + (key_node.value,)
-                lines[sub] = key_node.start_mark.line + 1
-                stack.append((sub, value_node))
-        elif isinstance(current, yaml.SequenceNode):
-            for index, item in enumerate(current.value):
-                sub = path + (index,)
-                lines[sub] = item.start_mark.line + 1
-                stack.append((sub, item))
-    return lines
-
-
 def _loc_path(loc: tuple, lines: dict[tuple, int]) -> tuple:
     """Pydantic's error location, without union-member tags, as a key path."""
     path: tuple = ()
@@ -93,31 +83,27 @@ def parse(text: str, source: str = "<string>") -> LoadedDictionary:
     cached = _CACHE.get(digest)
     if cached is not None and cached.source == source:
         return cached
-    loader = _Loader(text)
     try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        data, node = yamldoc.load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise DictionaryError.one(source, (mark.line + 1) if mark else 1, "",
                                   f"YAML syntax: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise DictionaryError.one(source, 1, "", f"YAML: {exc}") from None
-    finally:
-        loader.dispose()
     if not isinstance(data, dict):
         raise DictionaryError.one(source, 1, "", "the top level must be a mapping")
-    lines = _line_map(node)
     try:
         model = Dictionary.model_validate(data)
     except ValidationError as exc:
+        lines = yamldoc.line_map(node)
         issues = []
         for err in exc.errors():
             path = _loc_path(err["loc"], lines)
             key = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p))
             issues.append(Issue(source, lines.get(path, 1), key, err["msg"]))
         raise DictionaryError(_dedupe(issues)) from None
-    loaded = LoadedDictionary(model, source, digest, text, lines)
+    loaded = LoadedDictionary(model, source, digest, text)
     issues = list(_check_names(loaded))
     if issues:
         raise DictionaryError(issues)
@@ -255,7 +241,6 @@ def deep_check(loaded: LoadedDictionary) -> list[Issue]:
     delete_known = set(operations.DELETE_NAMES) | set(loaded.var_types()) | _LOOP_NAMES
     for path, context, source in templates(loaded.model):
         key = ".".join(map(str, path))
-        line = loaded.line_of(path)
         allowed = delete_known if "delete" in path[:3] or path[:1] == ("commit",) else known
         try:
             if context == "when":
@@ -264,10 +249,10 @@ def deep_check(loaded: LoadedDictionary) -> list[Issue]:
             render.compile_template(context, source)
             unknown = render.names_in(source) - allowed
             if unknown:
-                issues.append(Issue(loaded.source, line, key,
+                issues.append(Issue(loaded.source, loaded.line_of(path), key,
                                     f"unknown placeholder(s): {', '.join(sorted(unknown))}"))
         except jinja2.TemplateSyntaxError as exc:
-            issues.append(Issue(loaded.source, line + max(exc.lineno - 1, 0), key,
+            issues.append(Issue(loaded.source, loaded.line_of(path) + max(exc.lineno - 1, 0), key,
                                 f"template syntax: {exc.message}"))
     fmt = loaded.model.access.response_format
     for path, expr in _paths(loaded.model):

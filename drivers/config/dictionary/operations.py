@@ -7,6 +7,7 @@ touches the database (see :mod:`.sync`).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -24,6 +25,12 @@ LOG = logging.getLogger(__name__)
 
 #: what delete (and commit) templates may use: the rule's values are gone by then
 DELETE_NAMES = frozenset({"externalId", "ref", "ruleId", "name", "nfId", "jobId"})
+
+
+@functools.lru_cache(maxsize=256)
+def _probe(endpoint: str) -> Call:
+    """The GET of a lookup, made once per endpoint (so it is rendered from its prepared form)."""
+    return Call(method="GET", endpoint=endpoint)
 
 
 class NotOnDevice(VendorError):
@@ -58,15 +65,17 @@ class Executor:
         self.dictionary = link.dictionary.model
         self.access = self.dictionary.access
         self._types = link.dictionary.placeholder_types()
+        self._value_maps = tuple(self.dictionary.value_maps.items())
 
     # -- values ---------------------------------------------------------------
     def values(self, values: dict[str, Any]) -> dict[str, Any]:
         """Type-check ``values``, add the device vars, apply the value maps."""
         out = dict(self.link.vars)
         out.update(placeholders.check_all(values, self._types))
-        for name, table in self.dictionary.value_maps.items():
-            if name in out and out[name] is not None and not isinstance(out[name], (list, dict)):
-                key = str(out[name]).lower() if isinstance(out[name], bool) else str(out[name])
+        for name, table in self._value_maps:
+            value = out.get(name)
+            if value is not None and not isinstance(value, (list, dict)):
+                key = str(value).lower() if isinstance(value, bool) else str(value)
                 if key in table:
                     out[name] = table[key]
         return out
@@ -219,7 +228,7 @@ class Executor:
 
     def _lookup(self, call: Call, values: dict, where: str) -> Optional[str]:
         lookup, fmt = call.lookup, self.access.response_format
-        probe = Call(method="GET", endpoint=lookup.endpoint)
+        probe = _probe(lookup.endpoint)
         doc, _ = self._http_call(probe, values, f"{where}.lookup")
         wanted = render("text", lookup.equals, values, f"{where}.lookup.equals")
         for element in mapping.find(fmt, doc, lookup.list_path):

@@ -3,9 +3,14 @@
 Types reject what cannot be valid (a CIDR with a quote in it is no CIDR), so
 only the free-text types (``text``, ``name``) ever need escaping to be safe, and
 the escapers in :mod:`.render` handle those per context.
+
+The address types parse with :mod:`ipaddress`, the costly part of a check; the
+normalised form of each address string is remembered (a bounded cache), so the
+same CIDR on many rules is parsed once.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Any, Callable, Optional
@@ -20,16 +25,57 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 PROTOCOLS = ("tcp", "udp", "icmp", "any")
 
 
+_OCTET = r"(0|[1-9][0-9]{0,2})"
+#: dotted IPv4 without leading zeros, optional /prefix: parsed without ipaddress
+_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(?:/(0|[1-9][0-9]?))?")
+
+
+def _dotted(n: int) -> str:
+    return f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+
+
+@functools.lru_cache(maxsize=8192)
+def network(text: str) -> tuple[str, int, int, str]:
+    """``(network address, prefix length, longest prefix, netmask)`` of a CIDR or a
+    bare address (host bits cleared), as :mod:`ipaddress` would give them;
+    ValueError if ``text`` is neither. Dotted IPv4 takes a fast path."""
+    match = _IPV4.fullmatch(text)
+    if match:
+        *octets, prefix_text = match.groups()
+        values = [int(o) for o in octets]
+        prefix = 32 if prefix_text is None else int(prefix_text)
+        if max(values) <= 255 and prefix <= 32:
+            mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+            address = ((values[0] << 24) | (values[1] << 16) | (values[2] << 8) | values[3]) & mask
+            return _dotted(address), prefix, 32, _dotted(mask)
+    net = ipaddress.ip_network(text, strict=False)
+    return str(net.network_address), net.prefixlen, net.max_prefixlen, str(net.netmask)
+
+
+@functools.lru_cache(maxsize=8192)
+def _normal_cidr(text: str) -> str:
+    address, prefix, _, _ = network(text)
+    return f"{address}/{prefix}"
+
+
+@functools.lru_cache(maxsize=8192)
+def _normal_ip(text: str) -> str:
+    match = _IPV4.fullmatch(text)
+    if match and match.group(5) is None and all(int(o) <= 255 for o in match.groups()[:4]):
+        return text  # the regex admits only the canonical dotted form
+    return str(ipaddress.ip_address(text))
+
+
 def _cidr(v: Any) -> str:
     try:
-        return str(ipaddress.ip_network(str(v), strict=False))
+        return _normal_cidr(str(v))
     except ValueError:
         raise ValueError("is not a CIDR") from None
 
 
 def _ip(v: Any) -> str:
     try:
-        return str(ipaddress.ip_address(str(v)))
+        return _normal_ip(str(v))
     except ValueError:
         raise ValueError("is not an IP address") from None
 
@@ -180,7 +226,16 @@ def check_all(values: dict[str, Any], types: dict[str, str]) -> dict[str, Any]:
         type_name = types.get(name)
         if type_name is None:
             raise PlaceholderError(name, "is not a known placeholder")
-        out[name] = check(name, type_name, value)
+        if value is None:
+            out[name] = None
+            continue
+        checker = TYPES.get(type_name)
+        if checker is None:
+            raise PlaceholderError(name, f"unknown type {type_name!r}")
+        try:
+            out[name] = checker(value)
+        except ValueError as exc:
+            raise PlaceholderError(name, f"{_show(value)} {exc}") from None
     return out
 
 

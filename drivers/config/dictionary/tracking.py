@@ -6,14 +6,20 @@ row, which the next attempt resolves by finding the rule on the device by its
 tag instead of pushing a duplicate. Allocated ids (VyOS rule numbers) are
 claimed through the unique ``(device_id, service, external_id)`` constraint, so
 two workers never hand out the same number.
+
+A config element with many rules is tracked in bulk: every new rule is reserved
+in one transaction (:meth:`RuleTracker.reserve_many`) and the device's ids are
+recorded a batch at a time (:meth:`RuleTracker.applied_many`), instead of two
+transactions per rule. The pending-then-applied order per rule is unchanged.
 """
 from __future__ import annotations
 
 from typing import Callable, Iterable, Optional
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from nfp.db.base import new_id, utcnow
 from nfp.db.rules import PushedRule, RuleState
 
 
@@ -55,6 +61,22 @@ class RuleTracker:
                 raise
             return existing
 
+    def reserve_many(self, rows: list[dict]) -> Optional[list[PushedRule]]:
+        """Insert pending rows (``reserve``'s keyword arguments, one dict per rule)
+        in one transaction. None if any of them exists already (another worker
+        reserved it): nothing is inserted and the caller reserves one by one."""
+        if not rows:
+            return []
+        now = utcnow()
+        params = [dict(row, id=new_id(), status=RuleState.PENDING, external_id=None, created_at=now,
+                       updated_at=now) for row in rows]
+        try:
+            with self._sessions() as session, session.begin():
+                session.execute(insert(PushedRule), params)  # ORM bulk INSERT: one executemany
+        except IntegrityError:
+            return None
+        return [PushedRule(**p) for p in params]  # detached copies of what was written
+
     def claim_external_id(self, row_id: str, candidates: Iterable[str]) -> Optional[str]:
         """Set the first free candidate as the row's external id; None if all are taken."""
         for candidate in candidates:
@@ -72,6 +94,24 @@ class RuleTracker:
         with self._sessions() as session, session.begin():
             session.execute(update(PushedRule).where(PushedRule.id == row_id).values(
                 external_id=external_id, body_hash=body_hash, status=RuleState.APPLIED))
+
+    def applied_many(self, results: Iterable[tuple[str, str, str]]) -> None:
+        """``applied`` for many rows in one transaction: ``(row id, external id, body hash)``."""
+        now = utcnow()
+        params = [{"id": row_id, "external_id": external_id, "body_hash": body_hash,
+                   "status": RuleState.APPLIED, "updated_at": now}
+                  for row_id, external_id, body_hash in results]
+        if not params:
+            return
+        with self._sessions() as session, session.begin():
+            session.execute(update(PushedRule), params)  # ORM bulk UPDATE by primary key
+
+    def remove_many(self, row_ids: Iterable[str]) -> None:
+        """Delete rows in one transaction."""
+        ids = list(row_ids)
+        if ids:
+            with self._sessions() as session, session.begin():
+                session.execute(delete(PushedRule).where(PushedRule.id.in_(ids)))
 
     def forget_external_id(self, row_id: str) -> None:
         """The device no longer has the rule (drift); keep the row pending."""

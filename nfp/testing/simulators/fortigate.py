@@ -190,7 +190,7 @@ class FortiGateSimulator(HttpSimulator):
         token = request.headers.get("authorization", "")
         if token != f"Bearer {self.api_key}" and request.query_params.get("access_token") != self.api_key:
             return self.auth_failure()
-        path = request.url.path
+        path = request.scope["path"]
         if not path.startswith(PREFIX):
             return JSONResponse({"status": "error", "http_status": 404}, status_code=404)
         parts = path[len(PREFIX):].strip("/").split("/")

@@ -104,7 +104,7 @@ class PaloAltoSimulator(HttpSimulator):
             # urlencoded form, as the XML API takes it (stdlib parser: no multipart needed)
             params.update(urllib.parse.parse_qsl((await request.body()).decode("utf-8", "replace"),
                                                  keep_blank_values=True))
-        if request.url.path.rstrip("/") != "/api":
+        if request.scope["path"].rstrip("/") != "/api":
             return Response("not found", status_code=404)
         kind = params.get("type")
         if kind == "keygen":

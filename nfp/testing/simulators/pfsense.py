@@ -10,6 +10,7 @@ changes that take effect on ``POST /api/v2/firewall/apply``.
 from __future__ import annotations
 
 import copy
+import functools
 import ipaddress
 import itertools
 import json
@@ -38,12 +39,17 @@ def _choice(*options):
     return check
 
 
+@functools.lru_cache(maxsize=4096)
+def _network(text: str):
+    return ipaddress.ip_network(text, strict=False)
+
+
 def _address(field, v):
     """any, an interface macro (wanip, lan ...), an IP or a CIDR."""
     if v in ("any", "wanip", "lanip", "wan", "lan", "(self)"):
         return v
     try:
-        ipaddress.ip_network(str(v), strict=False)
+        _network(str(v))
     except ValueError:
         raise Invalid("IP_ADDRESS_VALIDATOR_FAILED", f"Field `{field}` must be a valid IP, subnet or alias.") from None
     return v
@@ -218,7 +224,7 @@ class PfSenseSimulator(HttpSimulator):
     async def handle(self, request: Request) -> Response:
         if request.headers.get("x-api-key") != self.api_key:
             return self.auth_failure()
-        path = request.url.path
+        path = request.scope["path"]
         if not path.startswith(PREFIX + "/"):
             return envelope(404, response_id="ENDPOINT_NOT_FOUND", message="Endpoint not found.")
         name = path[len(PREFIX) + 1:].rstrip("/")
@@ -237,7 +243,8 @@ class PfSenseSimulator(HttpSimulator):
                 body = json_body(await request.body()) if request.method in ("POST", "PATCH", "PUT") else None
             except ValueError:
                 return envelope(400, response_id="REQUEST_BODY_INVALID_JSON", message="Request body is not valid JSON.")
-            return self._object(request.method, name, request.query_params, body)
+            query = request.query_params if request.method in ("GET", "DELETE") else None
+            return self._object(request.method, name, query, body)
 
     def _object(self, method: str, name: str, query, body) -> Response:
         table = self.tables[name]
@@ -291,7 +298,7 @@ class PfSenseSimulator(HttpSimulator):
             elif not partial:
                 if required:
                     raise Invalid("FIELD_REQUIRED", f"Field `{field}` is required.")
-                obj[field] = copy.deepcopy(default)
+                obj[field] = copy.deepcopy(default) if isinstance(default, (list, dict)) else default
         if name in UNIQUE_NAMES and not partial and any(o["name"] == obj["name"] for o in self.tables[name]):
             raise Invalid("FIELD_MUST_BE_UNIQUE", f"Field `name` must be unique; `{obj['name']}` is in use.")
         if name == "firewall/rule" and not partial:

@@ -87,6 +87,14 @@ class OrchestratorConf(_Section):
     config_wait_timeout: float = Field(default=600, gt=0)
     #: SIGTERM: seconds running steps get to finish
     drain_timeout: float = Field(default=30, ge=0)
+    #: added to the workers' CPU nice value, so intake wins under a burst (0 = same)
+    worker_nice: int = Field(default=5, ge=0, le=19)
+    #: a group commit of at least this many requests means a backlog: workers
+    #: hold back new steps briefly so the burst is made durable first
+    intake_priority_batch: int = Field(default=200, ge=1)
+    #: longest continuous intake priority in seconds (0 = never); execution then
+    #: gets a quarter of that before priority can return
+    intake_priority_max: float = Field(default=20.0, ge=0)
     #: a worker silent this long is killed and respawned
     worker_heartbeat_timeout: float = Field(default=30, gt=0)
     #: an operation arriving while another runs on the same NF waits this many seconds at most

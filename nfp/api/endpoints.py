@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from types import SimpleNamespace
 from typing import Any, Callable, Optional
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from nfp.api import schemas
+from nfp.db.base import utcnow
 from nfp.db.models import NetworkFunction, NFStatus, RpcRequest
 from nfp.engine import store
 from nfp.engine.events import EventSpec
@@ -37,6 +39,7 @@ OP_METHODS = {
 MUTATIONS = {"create_network_function", "delete_network_function", "network_function_notification",
              *OP_METHODS}
 READS = {"get_network_function", "get_network_functions", "get_network_function_details"}
+NF_TABLE = NetworkFunction.__table__
 FILTER_COLUMNS = {"id", "name", "tenant_id", "service_id", "service_chain_id", "service_profile_id",
                   "status", "service_type", "service_vendor", "device_type"}
 
@@ -62,10 +65,12 @@ class OrchestratorEndpoints:
         dispatch(callable): ``(refs) -> None`` hands committed steps to workers.
     """
 
-    def __init__(self, conf, sessionmaker, dispatch: Callable[[list], None]):
+    def __init__(self, conf, sessionmaker, dispatch: Callable[[list], None],
+                 on_batch: Optional[Callable[[int], None]] = None):
         self.conf = conf
         self.sessionmaker = sessionmaker
         self.dispatch = dispatch
+        self.on_batch = on_batch or (lambda size: None)
 
     # -- Dispatcher protocol ----------------------------------------------
     def has_method(self, topic: str, method: str) -> bool:
@@ -75,6 +80,7 @@ class OrchestratorEndpoints:
         return method in READS
 
     def handle_mutations(self, requests: list[IncomingRequest]) -> list[Outcome]:
+        self.on_batch(len(requests))
         try:
             return self._batch(requests)
         except SQLAlchemyError:
@@ -88,31 +94,83 @@ class OrchestratorEndpoints:
 
     def handle_read(self, request: IncomingRequest) -> Outcome:
         try:
+            if request.method == "get_network_function":
+                # the hot read: plain Core on a pooled connection, no ORM session
+                with self.sessionmaker.kw["bind"].connect() as conn:
+                    return Outcome(result=self._get_network_function(conn, request.args))
             with self.sessionmaker() as session:
-                return Outcome(result=getattr(self, f"_{request.method}")(session, request.args))
+                result = getattr(self, f"_{request.method}")(session, request.args)
+                session.rollback()  # reads end their transaction at once
+                return Outcome(result=result)
         except (InvalidRequest, NotFound) as exc:
             return Outcome(error=exc)
 
     # -- batching -----------------------------------------------------------
     def _batch(self, requests: list[IncomingRequest]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
+        """One transaction for the batch. Creates are validated in Python and
+        inserted together; other mutations run one by one, after the creates
+        queued before them, so a batch behaves exactly as its order says."""
+        outcomes: list[Optional[Outcome]] = [None] * len(requests)
         refs: list = []
+        creates: list[tuple[int, IncomingRequest, dict]] = []
         with self.sessionmaker.begin() as session:
             seen = self._seen(session, [r.unique_id for r in requests if r.unique_id])
-            for req in requests:
+            for index, req in enumerate(requests):
                 if req.unique_id and req.unique_id in seen:
-                    outcomes.append(self._duplicate(session, seen[req.unique_id]))
+                    outcomes[index] = self._duplicate(session, seen[req.unique_id])
                     continue
+                if req.method == "create_network_function":
+                    try:
+                        row = self._build_create(req)
+                    except (InvalidRequest, Conflict) as exc:
+                        LOG.error("%s %s rejected: %s", "call" if req.is_call else "cast",
+                                  req.method, exc)
+                        outcomes[index] = Outcome(error=exc)
+                        continue
+                    creates.append((index, req, row))
+                    if req.unique_id:
+                        seen[req.unique_id] = row["id"]
+                    continue
+                refs += self._insert_creates(session, creates, outcomes)
+                creates = []
                 outcome, new_refs, object_id = self._one(session, req)
-                outcomes.append(outcome)
+                outcomes[index] = outcome
                 refs += new_refs
                 if req.unique_id and outcome.error is None:
                     session.add(RpcRequest(unique_id=req.unique_id, method=req.method,
                                            object_id=object_id))
                     seen[req.unique_id] = object_id
+            refs += self._insert_creates(session, creates, outcomes)
         if refs:
             self.dispatch(refs)
-        return outcomes
+        return outcomes  # type: ignore[return-value]
+
+    def _insert_creates(self, session, creates, outcomes) -> list:
+        """Insert validated creates with three statements, whatever their number."""
+        if not creates:
+            return []
+        given = [row["id"] for _, _, row in creates]
+        taken = set(session.scalars(select(NetworkFunction.id).where(NetworkFunction.id.in_(given))))
+        rows, rpc_rows = [], []
+        for index, req, row in creates:
+            if row["id"] in taken:
+                outcomes[index] = Outcome(error=Conflict(f"network function {row['id']} already exists"))
+                continue
+            taken.add(row["id"])
+            rows.append(row)
+            outcomes[index] = Outcome(result=common.nf_dict(SimpleNamespace(**row)))
+            if req.unique_id:
+                rpc_rows.append({"unique_id": req.unique_id, "method": req.method,
+                                 "object_id": row["id"], "created_at": row["created_at"]})
+        if not rows:
+            return []
+        session.flush()  # anything the ORM holds goes first, in request order
+        session.execute(insert(NetworkFunction.__table__), rows)
+        if rpc_rows:
+            session.execute(insert(RpcRequest.__table__), rpc_rows)
+        LOG.info("accepted %d network function(s): %s", len(rows),
+                 ", ".join(r["id"] for r in rows[:5]) + (" ..." if len(rows) > 5 else ""))
+        return store.add(session, [EventSpec("nf.create", row["id"]) for row in rows])
 
     @staticmethod
     def _seen(session, ids: list[str]) -> dict[str, Optional[str]]:
@@ -130,8 +188,6 @@ class OrchestratorEndpoints:
     def _one(self, session, req: IncomingRequest):
         try:
             with session.begin_nested():
-                if req.method == "create_network_function":
-                    return self._create(session, req)
                 if req.method == "delete_network_function":
                     return self._delete(session, req)
                 if req.method == "network_function_notification":
@@ -152,42 +208,38 @@ class OrchestratorEndpoints:
             LOG.error("cast %s rejected: %s", req.method, exc)
 
     # -- mutations ------------------------------------------------------------
-    def _create(self, session, req):
-        nf_in = schemas.parse(schemas.NetworkFunctionIn, req.args.get("network_function")
-                              if isinstance(req.args.get("network_function"), dict) else None,
-                              "network_function.") if "network_function" in req.args else None
-        if nf_in is None:
-            raise InvalidRequest("network_function", "Field required")
+    def _build_create(self, req) -> dict:
+        """Validate a create completely, without the database; return its row."""
+        raw = req.args.get("network_function")
+        if not isinstance(raw, dict):
+            raise InvalidRequest("network_function",
+                                 "Field required" if raw is None else "must be an object")
+        nf_in = schemas.parse(schemas.NetworkFunctionIn, raw, "network_function.")
         flavor = nf_in.service_profile.flavor()
         if not flavor.get("service_vendor"):
             raise InvalidRequest("network_function.service_profile.service_flavor",
                                  "must name service_vendor (service_vendor=X,device_type=Y)")
         validate_service_config(nf_in.service_config, "network_function.service_config")
-        nf_id = nf_in.id or str(uuid.uuid4())
-        if session.get(NetworkFunction, nf_id) is not None:
-            raise Conflict(f"network function {nf_id} already exists")
         raw_config = nf_in.service_config
         if raw_config is None and nf_in.service_chain_node:
             raw_config = nf_in.service_chain_node.config
-        nf = NetworkFunction(
-            id=nf_id, name=nf_in.name, description=nf_in.description, tenant_id=nf_in.tenant_id,
-            service_id=nf_in.service_chain_node.id if nf_in.service_chain_node else None,
-            service_chain_id=nf_in.service_chain_instance.id if nf_in.service_chain_instance else None,
-            service_profile_id=nf_in.service_profile.id,
-            service_config=raw_config if isinstance(raw_config, (str, type(None)))
-            else common.dump_service_config(common.parse_service_config(raw_config)),
-            status=NFStatus.PENDING_CREATE, service_type=nf_in.service_profile.service_type,
-            service_vendor=flavor["service_vendor"], device_type=flavor.get("device_type", "static"),
-            spec={"ports": nf_in.ports(), "management": nf_in.management or
-                  ({"id": nf_in.management_ptg_id} if nf_in.management_ptg_id else {}),
-                  "network_mode": nf_in.network_function_mode,
-                  "consumers": nf_in.consuming_ptgs_details or [], "flavor": flavor},
-            operation="create", generation=0)
-        session.add(nf)
-        session.flush()
-        refs = store.add(session, [EventSpec("nf.create", nf_id)])
-        LOG.info("NF %s accepted: %s %s on %s", nf_id, nf.service_type, nf.service_vendor, nf.device_type)
-        return Outcome(result=common.nf_dict(nf)), refs, nf_id
+        if raw_config is not None and not isinstance(raw_config, str):
+            raw_config = common.dump_service_config(common.parse_service_config(raw_config))
+        now = utcnow()
+        return {
+            "id": nf_in.id or str(uuid.uuid4()), "name": nf_in.name, "description": nf_in.description,
+            "tenant_id": nf_in.tenant_id,
+            "service_id": nf_in.service_chain_node.id if nf_in.service_chain_node else None,
+            "service_chain_id": nf_in.service_chain_instance.id if nf_in.service_chain_instance else None,
+            "service_profile_id": nf_in.service_profile.id, "service_config": raw_config,
+            "config_policy_id": None, "status": NFStatus.PENDING_CREATE, "status_description": "",
+            "service_type": nf_in.service_profile.service_type,
+            "service_vendor": flavor["service_vendor"], "device_type": flavor.get("device_type", "static"),
+            "spec": {"ports": nf_in.ports(), "management": nf_in.management or
+                     ({"id": nf_in.management_ptg_id} if nf_in.management_ptg_id else {}),
+                     "network_mode": nf_in.network_function_mode,
+                     "consumers": nf_in.consuming_ptgs_details or [], "flavor": flavor},
+            "generation": 0, "operation": "create", "created_at": now, "updated_at": now}
 
     def _delete(self, session, req):
         args = schemas.parse(schemas.DeleteArgs, req.args)
@@ -249,9 +301,11 @@ class OrchestratorEndpoints:
 
     # -- reads ------------------------------------------------------------------
     def _get_network_function(self, session, args: dict):
-        args = schemas.parse(schemas.NfIdArgs, args)
-        nf = session.get(NetworkFunction, args.network_function_id)
-        return common.nf_dict(nf) if nf else None
+        nf_id = args.get("network_function_id") if isinstance(args, dict) else None
+        if not isinstance(nf_id, str) or not 0 < len(nf_id) <= 36:
+            nf_id = schemas.parse(schemas.NfIdArgs, args).network_function_id
+        row = session.execute(select(NF_TABLE).where(NF_TABLE.c.id == nf_id)).first()
+        return common.nf_dict(row) if row else None
 
     def _get_network_functions(self, session, args: dict):
         filters = schemas.parse(schemas.FiltersArgs, args).filters or {}

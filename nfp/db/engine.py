@@ -9,9 +9,18 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 
+def normalise_url(url: str) -> str:
+    """A bare ``postgresql://`` means psycopg2 (the driver nfp installs); SQLAlchemy
+    2.1 would otherwise pick psycopg 3."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
 def make_engine(url: str, pool_size: int = 10, echo: bool = False) -> Engine:
     """Create an engine. SQLite gets WAL and a busy timeout so listener and
     workers (separate processes) can write to one file."""
+    url = normalise_url(url)
     if url.startswith("sqlite"):
         path = make_url(url).database or ""
         if path and path != ":memory:":

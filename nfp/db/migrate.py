@@ -22,7 +22,8 @@ def script_location() -> str:
 def alembic_config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", script_location())
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    from nfp.db.engine import normalise_url
+    cfg.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
     return cfg
 
 

@@ -42,7 +42,7 @@ class KeyScheduler:
 
     def __init__(self, executor: Executor, threads: int,
                  on_result: Optional[Callable[[Result], None]] = None,
-                 default_deadline: float = 300.0):
+                 default_deadline: float = 300.0, gate: Optional[Callable[[], bool]] = None):
         self.executor = executor
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="step")
         self.on_result = on_result or (lambda r: None)
@@ -57,6 +57,9 @@ class KeyScheduler:
         self.completed = 0
         self._batch_q: queue.SimpleQueue = queue.SimpleQueue()
         executor.busy_probe = self.scope_busy
+        #: ``() -> bool``: may new steps start now? (closed while intake has priority)
+        self.gate = gate or (lambda: True)
+        self._deferred: list[tuple[str, int, str]] = []
         self._batchers = [threading.Thread(target=self._run_batches, name=f"batch-{i}", daemon=True)
                           for i in range(BATCH_THREADS)]
         for thread in self._batchers:
@@ -111,7 +114,9 @@ class KeyScheduler:
         """Fail steps past their deadline; their late results will be dropped."""
         now = time.time()
         with self._lock:
-            overdue = [(k, v[0]) for k, v in self._busy_keys.items() if v[2] <= now]
+            held = {event_id for _, event_id, _ in self._deferred}
+            overdue = [(k, v[0]) for k, v in self._busy_keys.items()
+                       if v[2] <= now and v[0] not in held]
         for key, event_id in overdue:
             LOG.error("step %s (key %s) passed its deadline; failing it and moving on", event_id, key)
             result = self.executor.expire(event_id, "step deadline exceeded")
@@ -123,7 +128,27 @@ class KeyScheduler:
         self._busy_keys[ref.key] = (ref.id, now, now + deadline_of(ref.type, self.default_deadline))
         return ref.key, ref.id, ref.type
 
+    @property
+    def deferred(self) -> int:
+        return len(self._deferred)
+
+    def release_deferred(self) -> None:
+        """Start the steps held back while the gate was closed, once it opens."""
+        if not self._deferred or not self.gate():
+            return
+        now = time.time()
+        with self._lock:
+            held, self._deferred = self._deferred, []
+            for key, event_id, event_type in held:  # the deadline counts from the real start
+                self._busy_keys[key] = (event_id, now, now + deadline_of(event_type, self.default_deadline))
+        for item in held:
+            self._submit(*item)
+
     def _submit(self, key: str, event_id: int, event_type: str = "") -> None:
+        if not self.gate():
+            with self._lock:
+                self._deferred.append((key, event_id, event_type))
+            return
         if registry.batchable(event_type):
             self._batch_q.put((key, event_id))
         else:

@@ -66,6 +66,10 @@ class Supervisor:
         self._stop = threading.Event()
         self._router: Optional[threading.Thread] = None
         self.boot_error: Optional[str] = None
+        #: wall-clock time until which workers start no new steps (intake priority)
+        self.intake_busy = CTX.Value("d", 0.0, lock=False)
+        self._busy_since = 0.0
+        self._yield_until = 0.0
 
     # -- lifecycle --------------------------------------------------------
     def start(self, wait_ready: float = 60.0) -> None:
@@ -105,7 +109,7 @@ class Supervisor:
         out_r, out_w = CTX.Pipe(duplex=False)
         slot.heartbeat = CTX.Value("d", time.time(), lock=False)
         args = worker_mod.WorkerArgs(slot.index, self.n, self.conf, in_r, out_w,
-                                     slot.heartbeat, self.services_factory)
+                                     slot.heartbeat, self.services_factory, self.intake_busy)
         proc = CTX.Process(target=worker_mod.main, args=(args,), name=f"nfp-worker-{slot.index}",
                            daemon=False)
         proc.start()
@@ -158,6 +162,27 @@ class Supervisor:
                       "resume from the database", slot.index, proc.pid,
                       f"signal {-code}" if code and code < 0 else f"exit code {code}", delay)
             slot.process, slot.next_spawn = None, now + delay
+
+    # -- intake priority ----------------------------------------------------
+    def note_intake(self, batch_size: int) -> None:
+        """Called after each group commit. A full batch means the broker holds a
+        backlog: workers then hold back new steps for a moment so the burst is
+        accepted (made durable) first. After ``intake_priority_max`` seconds of
+        continuous priority, execution gets a turn of a quarter of that."""
+        limit = self.conf.orchestrator.intake_priority_max
+        now = time.time()
+        if not limit or batch_size < self.conf.orchestrator.intake_priority_batch:
+            self._busy_since = 0.0
+            return
+        if now < self._yield_until:
+            return
+        if not self._busy_since:
+            self._busy_since = now
+        if now - self._busy_since > limit:
+            self._busy_since, self._yield_until = 0.0, now + limit / 4
+            self.intake_busy.value = 0.0
+            return
+        self.intake_busy.value = now + 0.5
 
     # -- routing ----------------------------------------------------------
     def dispatch(self, refs: list[Ref]) -> None:

@@ -43,6 +43,8 @@ class WorkerArgs:
     outbox: Any       # multiprocessing Connection, write end
     heartbeat: Any    # multiprocessing.Value('d')
     services_factory: str = "nfp.workers.lifecycle.services:build"
+    #: multiprocessing.Value('d'): no new steps start before this wall-clock time
+    intake_busy: Any = None
 
 
 def _die_with_parent() -> None:
@@ -72,9 +74,12 @@ class Worker:
         module, _, attr = self.args.services_factory.partition(":")
         self.services = getattr(importlib.import_module(module), attr)(conf, self.sessionmaker)
         self.executor = Executor(self.sessionmaker, self.services, conf.orchestrator.max_attempts)
+        busy = self.args.intake_busy
         self.scheduler = KeyScheduler(self.executor, conf.orchestrator.threads_per_worker,
                                       on_result=self._publish,
-                                      default_deadline=conf.orchestrator.step_deadline)
+                                      default_deadline=conf.orchestrator.step_deadline,
+                                      gate=(lambda: time.time() >= busy.value) if busy is not None
+                                      else None)
         with self.sessionmaker.begin() as session:
             # Anything still pending in our shard may have been running when the
             # previous incarnation died: count that as an attempt.
@@ -95,8 +100,9 @@ class Worker:
         self._send(("ready", self.args.index, os.getpid()))
         while not self.stopping:
             self.args.heartbeat.value = time.time()
+            self.scheduler.release_deferred()
             timeout = self.scheduler.fire_timers()
-            if self.args.inbox.poll(min(timeout, 0.5)):
+            if self.args.inbox.poll(min(timeout, 0.1 if self.scheduler.deferred else 0.5)):
                 try:
                     self._handle(self.args.inbox.recv())
                 except (EOFError, OSError):
@@ -149,6 +155,10 @@ class Worker:
 def main(args: WorkerArgs) -> None:
     """Process entry point (multiprocessing target)."""
     _die_with_parent()
+    if args.conf.orchestrator.worker_nice:
+        # Intake first: under a burst the listener's durable accept keeps the CPU it
+        # needs, and the accepted backlog (safe in the database) is worked off after.
+        os.nice(args.conf.orchestrator.worker_nice)
     from nfp import logs
     logs.setup(args.conf, f"worker-{args.index}")
     worker = Worker(args)

@@ -28,7 +28,7 @@ from typing import Optional
 
 from nfp.secrets import redact
 
-from .connpool import ConnectionPool, PinMismatch, PlainConnection, TlsConnection, fingerprint_bytes
+from .connpool import ConnectionPool, PlainConnection, TlsConnection, fingerprint_bytes
 from .errors import TransportError
 from .ratelimit import TokenBucket, backoff_delays
 from .render import HttpRequest

@@ -13,9 +13,8 @@ import copy
 import functools
 import ipaddress
 import itertools
-import json
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

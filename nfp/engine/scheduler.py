@@ -60,6 +60,7 @@ class KeyScheduler:
         #: ``() -> bool``: may new steps start now? (closed while intake has priority)
         self.gate = gate or (lambda: True)
         self._deferred: list[tuple[str, int, str]] = []
+        self._closed = False
         self._batchers = [threading.Thread(target=self._run_batches, name=f"batch-{i}", daemon=True)
                           for i in range(BATCH_THREADS)]
         for thread in self._batchers:
@@ -149,10 +150,15 @@ class KeyScheduler:
             with self._lock:
                 self._deferred.append((key, event_id, event_type))
             return
+        if self._closed:
+            return  # shutting down: the step stays open in the database
         if registry.batchable(event_type):
             self._batch_q.put((key, event_id))
         else:
-            self.pool.submit(self._run, key, event_id)
+            try:
+                self.pool.submit(self._run, key, event_id)
+            except RuntimeError:  # the pool shut down between the check and here
+                pass
 
     def _run_batches(self) -> None:
         """Pure state transitions: take what is queued (up to BATCH) and commit it
@@ -243,6 +249,7 @@ class KeyScheduler:
             return not self._busy_keys
 
     def close(self) -> None:
+        self._closed = True
         for _ in self._batchers:
             self._batch_q.put(None)
         self.pool.shutdown(wait=False, cancel_futures=True)

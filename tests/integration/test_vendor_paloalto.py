@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from nfp.config import NfpConfig
-from nfp.db import all_models
 from nfp.db.engine import make_engine, make_sessionmaker
-from nfp.drivers.config.base import ConfigRequest, ConfigStatus
-from nfp.drivers.config.dictionary.driver import DictionaryConfigDriver
+from nfp.drivers.config.base import ConfigStatus
 from nfp.secrets import SecretStore, load_key
 from nfp.testing.simulators.paloalto import PaloAltoSimulator
-from nfp.testing.simulators.wiring import credentials_for, device_target, static_inventory_entry
+from nfp.testing.simulators.wiring import apply_to, dictionary_driver, credentials_for, device_target, static_inventory_entry
 
 API_KEY = "LUFRPT-pan-0c1d2e3f4a5b6c7d"
 RULES, NAT = "/rulebase/security/rules", "/rulebase/nat/rules"
@@ -34,17 +31,12 @@ def sim():
 
 @pytest.fixture
 def driver(tmp_path):
-    conf = NfpConfig(state_dir=str(tmp_path))
-    engine = make_engine(conf.database_url)
-    all_models().create_all(engine)
-    SecretStore(make_sessionmaker(engine), load_key(conf)).put("dev-1-credentials", {"api_key": API_KEY})
-    drv = DictionaryConfigDriver(conf, {"retries": 1, "backoff": 0.01, "timeout": 5})
-    yield drv
-    drv.close()
+    with dictionary_driver(tmp_path, {"api_key": API_KEY}, retries=1, backoff=0.01, timeout=5) as drv:
+        yield drv
 
 
 def _apply(driver, sim, operation, resource, data, nf_id="nf-1"):
-    return driver.apply(ConfigRequest(operation, "firewall", resource, data, device_target(sim), nf_id=nf_id))
+    return apply_to(driver, sim, operation, resource, data, nf_id)
 
 
 def test_firewall_and_port_forwarding_create_list_delete(driver, sim):

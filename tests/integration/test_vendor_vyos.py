@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from nfp.config import NfpConfig
-from nfp.db import all_models
 from nfp.db.engine import make_engine, make_sessionmaker
-from nfp.drivers.config.base import ConfigRequest, ConfigStatus
-from nfp.drivers.config.dictionary.driver import DictionaryConfigDriver
+from nfp.drivers.config.base import ConfigStatus
 from nfp.secrets import SecretStore, load_key
 from nfp.testing.simulators.vyos import VyosSimulator
-from nfp.testing.simulators.wiring import credentials_for, device_target, static_inventory_entry
+from nfp.testing.simulators.wiring import apply_to, dictionary_driver, credentials_for, device_target, static_inventory_entry
 
 PASSWORD = "vy-PASS-5e6f7a8b9c0d1e2f"
 FIREWALL = {"rules": [
@@ -36,19 +33,12 @@ def sim():
 
 @pytest.fixture
 def driver(tmp_path):
-    conf = NfpConfig(state_dir=str(tmp_path))
-    engine = make_engine(conf.database_url)
-    all_models().create_all(engine)
-    SecretStore(make_sessionmaker(engine), load_key(conf)).put(
-        "dev-1-credentials", {"username": "vyos", "password": PASSWORD})
-    drv = DictionaryConfigDriver(conf, {"retries": 2, "backoff": 0.01, "timeout": 5})
-    yield drv
-    drv.close()
+    with dictionary_driver(tmp_path, {"username": "vyos", "password": PASSWORD}, retries=2, backoff=0.01, timeout=5) as drv:
+        yield drv
 
 
 def _apply(driver, sim, operation, resource, data, nf_id="nf-1", **extra):
-    target = device_target(sim, **extra)
-    return driver.apply(ConfigRequest(operation, "firewall", resource, data, target, nf_id=nf_id))
+    return apply_to(driver, sim, operation, resource, data, nf_id, **extra)
 
 
 def test_firewall_and_port_forwarding_create_list_delete(driver, sim):

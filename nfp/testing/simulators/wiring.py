@@ -3,6 +3,7 @@ entry and the credentials secret it needs. Shared by tests, demos and users
 trying a dictionary without hardware."""
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from nfp.drivers.config.base import DeviceTarget
@@ -31,3 +32,33 @@ def static_inventory_entry(sim: Any, device_id: str = "dev-1", credentials_ref: 
     return {"id": device_id, "name": f"{sim.vendor}-sim", "mgmt_ip_address": sim.host,
             "service_vendor": sim.vendor, "service_types": list(service_types), "max_interfaces": 8,
             "credentials_ref": credentials_ref, "extra": facts}
+
+
+@contextlib.contextmanager
+def dictionary_driver(state_dir, credentials: dict, credentials_ref: str = "dev-1-credentials",
+                      **options):
+    """A dictionary config driver on a fresh embedded database whose secret store
+    holds ``credentials`` under ``credentials_ref``; closed on exit."""
+    from nfp.config import NfpConfig
+    from nfp.db import all_models
+    from nfp.db.engine import make_engine, make_sessionmaker
+    from nfp.drivers.config.dictionary.driver import DictionaryConfigDriver
+    from nfp.secrets import SecretStore, load_key
+    conf = NfpConfig(state_dir=str(state_dir))
+    engine = make_engine(conf.database_url)
+    all_models().create_all(engine)
+    SecretStore(make_sessionmaker(engine), load_key(conf)).put(credentials_ref, credentials)
+    driver = DictionaryConfigDriver(conf, options)
+    try:
+        yield driver
+    finally:
+        driver.close()
+        engine.dispose()
+
+
+def apply_to(driver, sim: Any, operation: str, resource: str, data: dict, nf_id: str = "nf-1",
+             service_type: str = "firewall", **target):
+    """Apply one resource to the simulator ``sim`` through ``driver``."""
+    from nfp.drivers.config.base import ConfigRequest
+    return driver.apply(ConfigRequest(operation, service_type, resource, data,
+                                      device_target(sim, **target), nf_id=nf_id))

@@ -28,8 +28,6 @@ class Result:
 
     refs: list[store.Ref] = field(default_factory=list)
     notify: list[tuple[str, dict]] = field(default_factory=list)
-    #: the step closed (done, failed, or found already closed)
-    closed: bool = True
     #: why nothing was committed, if so
     dropped: Optional[str] = None
 
@@ -45,14 +43,8 @@ class Executor:
         self.busy_probe = lambda scope, key: False
 
     # -- entry points -----------------------------------------------------
-    def claim(self, event_ids: list[int]) -> None:
-        """Count a start for each step about to run, in one transaction. Committed
-        before the handlers run, so a step that kills its worker is still counted."""
-        with self.sessionmaker.begin() as session:
-            store.claim(session, event_ids)
-
     def run(self, event_id: int) -> Result:
-        """Run the step ``event_id`` if it is due and still open (claim it first)."""
+        """Run the step ``event_id`` if it is due and still open."""
         session = self.sessionmaker()
         try:
             return self._run(session, event_id)
@@ -60,7 +52,7 @@ class Executor:
             session.rollback()
             LOG.error("step %s: database error %s; it stays pending and will be retried",
                       event_id, exc.__class__.__name__)
-            return Result(closed=False, dropped="database error")
+            return Result(dropped="database error")
         finally:
             session.close()
 
@@ -145,7 +137,7 @@ class Executor:
         if row.due_at > now:
             session.rollback()
             return Result(refs=[store.Ref(row.id, row.key, row.key_hash, row.due_at, row.type)],
-                          closed=False, dropped="not due")
+                          dropped="not due")
         if row.status == EventStatus.WAITING:
             result = self._fail(session, row, "timed out waiting for a configurator notification")
             session.commit()
@@ -192,12 +184,11 @@ class Executor:
                 outcome = fail(f"{row.type}: gave up after {row.polls + 1} polls")
             else:
                 ref = store.reschedule(session, row.id, outcome.interval, result=outcome.result)
-                return Result(refs=[ref] if ref else [], closed=False,
-                              dropped=None if ref else "cancelled")
+                return Result(refs=[ref] if ref else [], dropped=None if ref else "cancelled")
         if outcome.kind == "wait":
             ref = store.reschedule(session, row.id, outcome.interval, EventStatus.WAITING,
                                    count_poll=False)
-            return Result(refs=[ref] if ref else [], closed=False)
+            return Result(refs=[ref] if ref else [])
         if outcome.kind == "fail":
             return self._fail(session, row, outcome.reason or "failed", step)
         if not store.finish(session, row.id, EventStatus.DONE, outcome.result):

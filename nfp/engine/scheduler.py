@@ -183,14 +183,14 @@ class KeyScheduler:
                 LOG.exception("batch of %d steps crashed; they stay pending for a rescan", len(batch))
                 results = {}
             for key, event_id in batch:
-                self._finish(key, event_id, results.get(event_id) or Result(closed=False))
+                self._finish(key, event_id, results.get(event_id) or Result())
 
     def _run(self, key: str, event_id: int) -> None:
         try:
             result = self.executor.run(event_id)
         except Exception:  # never lose the key: a bug here must not wedge it forever
             LOG.exception("step %s crashed the executor; it stays pending for a rescan", event_id)
-            result = Result(closed=False, dropped="executor error")
+            result = Result(dropped="executor error")
         self._finish(key, event_id, result)
 
     def _finish(self, key: str, event_id: int, result: Result) -> None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from nfp.db.engine import make_engine, make_sessionmaker
 from nfp.drivers.config.base import ConfigStatus
-from nfp.secrets import SecretStore, load_key
 from nfp.testing.simulators.paloalto import PaloAltoSimulator
-from nfp.testing.simulators.wiring import apply_to, dictionary_driver, credentials_for, device_target, static_inventory_entry
+from nfp.testing.simulators.wiring import (apply_to, device_target, dictionary_driver, firewall_nf,
+                                           orchestrator_for)
 
 API_KEY = "LUFRPT-pan-0c1d2e3f4a5b6c7d"
 RULES, NAT = "/rulebase/security/rules", "/rulebase/nat/rules"
@@ -98,17 +97,8 @@ def test_drift_is_visible_in_the_listing(driver, sim):
 
 
 def test_through_the_orchestrator(tmp_path, sim):
-    from nfp.testing.harness import Harness
-    config = {"device_drivers": {"static": {"devices": [static_inventory_entry(sim)]}}}
-    with Harness(tmp_path, config=config, workers=2) as h:
-        SecretStore(make_sessionmaker(make_engine(h.conf.database_url)), load_key(h.conf)).put(
-            "dev-1-credentials", credentials_for(sim))
-        nf = h.client.create_network_function({
-            "name": "fw1", "tenant_id": "t1",
-            "service_profile": {"id": "p1", "service_type": "firewall",
-                                "service_flavor": "service_vendor=paloalto,device_type=static"},
-            "service_config": {"config": [{"resource": "firewall", "resource_data": FIREWALL},
-                                          {"resource": "port_forwarding", "resource_data": PORT_FORWARDING}]}})
+    with orchestrator_for(sim, tmp_path) as (h, engine):
+        nf = h.client.create_network_function(firewall_nf("paloalto", FIREWALL, PORT_FORWARDING))
         h.wait_for_status(nf["id"], "ACTIVE", timeout=60)
         assert len(sim.entries(RULES)) == 2 and len(sim.entries(NAT)) == 1
         h.client.delete_network_function(nf["id"])

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from nfp.db.engine import make_engine, make_sessionmaker
 from nfp.drivers.config.base import ConfigStatus
-from nfp.secrets import SecretStore, load_key
 from nfp.testing.simulators.pfsense import PfSenseSimulator
-from nfp.testing.simulators.wiring import apply_to, dictionary_driver, credentials_for, device_target, static_inventory_entry
+from nfp.testing.simulators.wiring import (apply_to, device_target, dictionary_driver, firewall_nf,
+                                           orchestrator_for, secret_leaks)
 
 API_KEY = "pfs-KEY-7f3a9c2e51d04b8a"
 FIREWALL = {"rules": [
@@ -115,34 +114,15 @@ def test_drift_is_visible_in_the_listing(driver, sim):
 
 
 def test_through_the_orchestrator(tmp_path, sim):
-    from nfp.testing.harness import Harness
-    config = {"device_drivers": {"static": {"devices": [static_inventory_entry(sim)]}},
-              "logging": {"level": "DEBUG"}}
-    with Harness(tmp_path, config=config, workers=2) as h:
-        engine = make_engine(h.conf.database_url)
-        SecretStore(make_sessionmaker(engine), load_key(h.conf)).put("dev-1-credentials", credentials_for(sim))
-        nf = h.client.create_network_function({
-            "name": "fw1", "tenant_id": "t1",
-            "service_profile": {"id": "p1", "service_type": "firewall",
-                                "service_flavor": "service_vendor=pfsense,device_type=static"},
-            "service_config": {"config": [{"resource": "firewall", "resource_data": FIREWALL},
-                                          {"resource": "port_forwarding", "resource_data": PORT_FORWARDING}]}})
+    with orchestrator_for(sim, tmp_path, logging={"level": "DEBUG"}) as (h, engine):
+        nf = h.client.create_network_function(firewall_nf("pfsense", FIREWALL, PORT_FORWARDING))
         h.wait_for_status(nf["id"], "ACTIVE", timeout=60)
         assert [r["type"] for r in sim.table("firewall/rule")] == ["pass", "block"]
         assert len(sim.table("firewall/nat/port_forward")) == 1
         h.client.delete_network_function(nf["id"])
         h.wait_gone(nf["id"], timeout=60)
         assert sim.table("firewall/rule") == [] and sim.table("firewall/nat/port_forward") == []
-        _assert_secret_nowhere(API_KEY, h.logs(), engine)
+        logs = h.logs()
+        assert logs, "the daemon wrote no log lines"
+        assert secret_leaks(API_KEY, logs, engine) == []
 
-
-def _assert_secret_nowhere(secret: str, logs: str, engine) -> None:
-    """Grep every log line and every column of every row for ``secret``."""
-    from sqlalchemy import inspect, text
-    assert logs, "the daemon wrote no log lines"
-    leaked = [line for line in logs.splitlines() if secret in line]
-    assert not leaked, leaked[:3]
-    with engine.connect() as conn:
-        for table in inspect(engine).get_table_names():
-            for row in conn.execute(text(f'SELECT * FROM "{table}"')):
-                assert secret not in repr(tuple(row)), f"secret found in table {table}"

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from nfp.db.engine import make_engine, make_sessionmaker
 from nfp.drivers.config.base import ConfigStatus
-from nfp.secrets import SecretStore, load_key
 from nfp.testing.simulators.vyos import VyosSimulator
-from nfp.testing.simulators.wiring import apply_to, dictionary_driver, credentials_for, device_target, static_inventory_entry
+from nfp.testing.simulators.wiring import (apply_to, device_target, dictionary_driver, firewall_nf,
+                                           orchestrator_for, secret_leaks)
 
 PASSWORD = "vy-PASS-5e6f7a8b9c0d1e2f"
 FIREWALL = {"rules": [
@@ -105,26 +104,11 @@ def test_device_error_discards_the_change_and_names_the_command(driver, sim):
 
 
 def test_through_the_orchestrator_without_leaking_secrets(tmp_path, sim):
-    from nfp.testing.harness import Harness
-    config = {"device_drivers": {"static": {"devices": [static_inventory_entry(sim)]}},
-              "logging": {"level": "DEBUG"}}
-    with Harness(tmp_path, config=config, workers=2) as h:
-        engine = make_engine(h.conf.database_url)
-        SecretStore(make_sessionmaker(engine), load_key(h.conf)).put("dev-1-credentials", credentials_for(sim))
-        nf = h.client.create_network_function({
-            "name": "fw1", "tenant_id": "t1",
-            "service_profile": {"id": "p1", "service_type": "firewall",
-                                "service_flavor": "service_vendor=vyos,device_type=static"},
-            "service_config": {"config": [{"resource": "firewall", "resource_data": FIREWALL},
-                                          {"resource": "port_forwarding", "resource_data": PORT_FORWARDING}]}})
+    with orchestrator_for(sim, tmp_path, logging={"level": "DEBUG"}) as (h, engine):
+        nf = h.client.create_network_function(firewall_nf("vyos", FIREWALL, PORT_FORWARDING))
         h.wait_for_status(nf["id"], "ACTIVE", timeout=60)
         assert len([l for l in sim.show("firewall") if l.endswith("action 'accept'") or "action 'drop'" in l]) == 2
         h.client.delete_network_function(nf["id"])
         h.wait_gone(nf["id"], timeout=60)
         assert sim.show() == []
-        from sqlalchemy import inspect, text
-        assert PASSWORD not in h.logs()
-        with engine.connect() as conn:
-            for table in inspect(engine).get_table_names():
-                for row in conn.execute(text(f'SELECT * FROM "{table}"')):
-                    assert PASSWORD not in repr(tuple(row)), table
+        assert secret_leaks(PASSWORD, h.logs(), engine) == []

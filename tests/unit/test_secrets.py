@@ -91,3 +91,16 @@ def test_redaction_filter_masks_message_arguments_and_tracebacks():
     assert len(records) == 3
     assert all("hunter2-secret" not in r for r in records) and "***" in records[0]
     assert "ValueError" in records[2]
+
+
+def test_secret_leaks_finds_log_lines_and_rows(tmp_path):
+    from sqlalchemy import create_engine, text
+    from nfp.testing.simulators.wiring import secret_leaks
+    engine = create_engine(f"sqlite:///{tmp_path}/leak.db")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (v TEXT)"))
+        conn.execute(text("INSERT INTO t VALUES ('token=s3cr3t-value')"))
+    assert secret_leaks("s3cr3t-value", "ok\nsent s3cr3t-value\n", engine) == [
+        "sent s3cr3t-value", "table t"]
+    assert secret_leaks("absent-value", "ok\n", engine) == []
+    engine.dispose()

@@ -62,3 +62,44 @@ def apply_to(driver, sim: Any, operation: str, resource: str, data: dict, nf_id:
     from nfp.drivers.config.base import ConfigRequest
     return driver.apply(ConfigRequest(operation, service_type, resource, data,
                                       device_target(sim, **target), nf_id=nf_id))
+
+
+@contextlib.contextmanager
+def orchestrator_for(sim: Any, state_dir, **config):
+    """A running nfp daemon (:class:`nfp.testing.harness.Harness`) whose static
+    inventory holds ``sim`` and whose secret store holds its credentials.
+    Yields ``(harness, engine)``; ``engine`` reads the daemon's database."""
+    from nfp.db.engine import make_engine, make_sessionmaker
+    from nfp.secrets import SecretStore, load_key
+    from nfp.testing.harness import Harness
+    settings = {"device_drivers": {"static": {"devices": [static_inventory_entry(sim)]}}, **config}
+    with Harness(state_dir, config=settings, workers=2) as harness:
+        engine = make_engine(harness.conf.database_url)
+        SecretStore(make_sessionmaker(engine), load_key(harness.conf)).put(
+            "dev-1-credentials", credentials_for(sim))
+        try:
+            yield harness, engine
+        finally:
+            engine.dispose()
+
+
+def firewall_nf(vendor: str, firewall: dict, port_forwarding: dict) -> dict:
+    """A ``create_network_function`` body with firewall and port-forwarding rules."""
+    return {"name": "fw1", "tenant_id": "t1",
+            "service_profile": {"id": "p1", "service_type": "firewall",
+                                "service_flavor": f"service_vendor={vendor},device_type=static"},
+            "service_config": {"config": [
+                {"resource": "firewall", "resource_data": firewall},
+                {"resource": "port_forwarding", "resource_data": port_forwarding}]}}
+
+
+def secret_leaks(secret: str, logs: str, engine) -> list[str]:
+    """Where ``secret`` appears: log lines, and tables (every column of every row)."""
+    from sqlalchemy import inspect, text
+    found = [line for line in logs.splitlines() if secret in line]
+    with engine.connect() as conn:
+        for table in inspect(engine).get_table_names():
+            for row in conn.execute(text(f'SELECT * FROM "{table}"')):
+                if secret in repr(tuple(row)):
+                    found.append(f"table {table}")
+    return found

@@ -17,6 +17,11 @@ calls are rendered by the engine first, untimed, so the baselines do no
 rendering. Each simulator runs in its own process (``nfp simulate``), over TLS
 with its certificate verified. Each push figure is the best of ``--repeat``
 runs, baselines included.
+
+The engine sends over :class:`HttpTransport` (urllib3's pool, one per device).
+The pfSense lines end with the ratio of this run's multiples of the baseline to
+the README's (measured with the earlier hand-written ``http.client`` pool), so
+a figure from another machine can still be compared.
 """
 from __future__ import annotations
 
@@ -43,12 +48,14 @@ from nfp.drivers.config.dictionary import loader
 from nfp.drivers.config.dictionary.driver import DictionaryConfigDriver
 from nfp.drivers.config.dictionary.http import AuthMaterial, HttpEndpoint, HttpResponse, HttpTransport
 from nfp.drivers.config.dictionary.items import build_items
-from nfp.drivers.config.dictionary.operations import DeviceLink, Executor
+from nfp.drivers.config.dictionary.operations import DeviceLink, OperationRunner
 from nfp.drivers.config.dictionary.render import HttpRequest, render_http
 from nfp.resources import parse_resource
 from nfp.secrets import SecretStore, load_key
 
 API_KEY = "bench-api-key-0123456789"
+#: the README's pfSense figures (rules/s): pooled, full driver, and their baseline in that run
+README_PFSENSE = {"pooled": 1277, "driver": 1071, "baseline": 163}
 #: how each REST vendor takes its key, and the device vars its dictionary needs
 VENDORS = {
     "pfsense": {"auth": {"X-API-Key": API_KEY}, "vars": {"interface": "wan"}},
@@ -120,9 +127,9 @@ def _rules(count: int, prefix: str = "r") -> list[dict]:
     return rules
 
 
-def _executor(vendor: str, transport=None) -> Executor:
+def _executor(vendor: str, transport=None) -> OperationRunner:
     spec = VENDORS[vendor]
-    return Executor(DeviceLink("bench", loader.load_shipped(vendor), spec["vars"], http=transport,
+    return OperationRunner(DeviceLink("bench", loader.load_shipped(vendor), spec["vars"], http=transport,
                                auth=AuthMaterial(headers=spec["auth"])))
 
 
@@ -263,6 +270,13 @@ def bench_push(vendor: str, count: int, threads: int, repeat: int, driver_rules:
     for label, key, note in rows:
         rate = best[key]
         print(f"  {label:31s} {rate:7.0f} rules/s  {rate * per_rule:7.0f} calls/s  ({rate / base:5.2f}x){note}")
+    if vendor == "pfsense":
+        readme_base = README_PFSENSE["baseline"]
+        for key, label in (("pooled", "engine, pooled, 1 thread"), ("driver", "full driver apply")):
+            then = README_PFSENSE[key] / readme_base
+            print(f"  {label} against the README: {best[key]:.0f} vs {README_PFSENSE[key]} rules/s "
+                  f"({best[key] / README_PFSENSE[key]:.0%}); as multiples of the baseline {best[key] / base:.2f}x "
+                  f"vs {then:.2f}x = {best[key] / base / then:.0%} (aim: at least 80%)")
 
 
 def _driver_push(vendor: str, port: int, ca_file: str, count: int, nf_id: str) -> float:

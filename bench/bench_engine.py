@@ -29,6 +29,7 @@ from nfp.db.models import Event
 from nfp.engine import store
 from nfp.engine.events import EventSpec
 from nfp.engine.supervisor import Supervisor
+from nfp.workers.lifecycle.app import ORCHESTRATOR
 
 PG = os.environ.get("NFP_BENCH_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
@@ -72,7 +73,7 @@ def engine_rate(url: str, chains: int, links: int, workers: int, threads: int) -
                                   "orchestrator": {"workers": workers, "threads_per_worker": threads},
                                   "logging": {"level": "WARNING"}}, environ={})
     migrate.upgrade(url)
-    sup = Supervisor(conf)
+    sup = Supervisor(conf, app=ORCHESTRATOR)
     sup.start()
     engine = make_engine(url)
     sm = make_sessionmaker(engine)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nfp.config import NfpConfig  # noqa: E402
 from nfp.rpc.listener import RpcListener  # noqa: E402
-from nfp.rpc.types import IncomingRequest, Outcome  # noqa: E402
+from nfp.rpc.types import IncomingRequest, Reply  # noqa: E402
 
 
 class BenchDispatcher:
@@ -51,10 +51,10 @@ class BenchDispatcher:
     def is_read(self, topic: str, method: str) -> bool:
         return method == "get_network_function"
 
-    def handle_read(self, request: IncomingRequest) -> Outcome:
-        return Outcome(result={"id": request.args.get("network_function_id"), "status": "ACTIVE"})
+    def handle_read(self, request: IncomingRequest) -> Reply:
+        return Reply(result={"id": request.args.get("network_function_id"), "status": "ACTIVE"})
 
-    def handle_mutations(self, requests: list[IncomingRequest]) -> list[Outcome]:
+    def handle_mutations(self, requests: list[IncomingRequest]) -> list[Reply]:
         if self.first is None:  # the clock starts when the first batch starts
             self.first = time.perf_counter()
         if self.db is not None:
@@ -66,7 +66,7 @@ class BenchDispatcher:
         if self.count >= self.expect and not self.drained.is_set():
             self.last = time.perf_counter()
             self.drained.set()
-        return [Outcome() for _ in requests]
+        return [Reply() for _ in requests]
 
 
 def main(argv=None) -> int:

@@ -99,6 +99,9 @@ class OrchestratorConf(_Section):
     worker_heartbeat_timeout: float = Field(default=30, gt=0)
     #: an operation arriving while another runs on the same NF waits this many seconds at most
     busy_wait_max: float = Field(default=3600, gt=0)
+    #: finished steps (done, failed, cancelled) are purged from the event table
+    #: after this many seconds; open steps are never purged
+    event_retention: float = Field(default=86400, ge=0)
 
 
 class ConfiguratorConf(_Section):

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import re
 from typing import Annotated, Any, Literal, Optional, Union
 
+import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field,
                       ValidationError, field_validator)
 
@@ -253,3 +255,32 @@ def parse_resource(resource: str, data: Any, prefix: str = "resource_data") -> B
         err = exc.errors()[0]
         path = ".".join(str(p) for p in (prefix, *err["loc"]))
         raise ResourceError(path, err["msg"]) from None
+
+
+# -- the service_config document ---------------------------------------------------
+def parse_service_config(raw: Any) -> list[dict]:
+    """``service_config`` (JSON or YAML text, or already parsed) as config elements.
+    Text that is not nfp's format (for example an upstream Heat template) becomes
+    one opaque ``heat`` element."""
+    if raw is None or raw == "":
+        return []
+    data = raw
+    if isinstance(raw, str):
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            try:
+                data = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                data = None
+    if isinstance(data, dict) and isinstance(data.get("config"), list):
+        return data["config"]
+    if isinstance(data, list) and all(isinstance(e, dict) and "resource" in e for e in data):
+        return data
+    return [{"resource": "heat", "resource_data": {"template": raw if isinstance(raw, str)
+                                                    else json.dumps(raw)}}]
+
+
+def dump_service_config(elements: list[dict]) -> str:
+    """Config elements as the canonical stored text."""
+    return json.dumps({"config": elements}, sort_keys=True)

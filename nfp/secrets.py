@@ -24,7 +24,7 @@ import re
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import delete, select
@@ -251,9 +251,3 @@ class SecretStore:
         from nfp.db.rules import Secret
         with self._sessions() as session:
             return list(session.scalars(select(Secret.name).order_by(Secret.name)))
-
-
-def register_all(values: Iterable[Any]) -> None:
-    """Register several values with the redactor (tests, simulators)."""
-    for value in values:
-        REDACTOR.register(value)

@@ -4,7 +4,7 @@ Start order: schema → inventory → workers (halt if one cannot boot) → RPC
 listener. Stop order (SIGTERM): stop taking messages and finish the batches in
 hand, so everything acked is committed → let workers drain their running steps
 → close the database. Anything unfinished stays in the event table and resumes
-on the next start. SIGHUP reloads the configuration and restarts the workers.
+on the next start. SIGHUP reloads the configuration: new workers boot before the old ones retire.
 """
 from __future__ import annotations
 
@@ -21,7 +21,10 @@ from nfp import logs
 from nfp.api.endpoints import OrchestratorEndpoints
 from nfp.db import migrate
 from nfp.db.engine import make_engine, make_sessionmaker
+from nfp.engine.app import Application
 from nfp.engine.supervisor import BootError, Supervisor
+from nfp.workers.lifecycle.app import ORCHESTRATOR
+from nfp.workers.lifecycle.services import Services, sync_static_inventory
 
 LOG = logging.getLogger(__name__)
 
@@ -49,8 +52,10 @@ class OrchestratorService:
     """Owns the listener, the supervisor and the database engine."""
 
     def __init__(self, conf: nfp_config.NfpConfig, config_path: Optional[str] = None,
-                 overrides: Optional[dict] = None):
+                 overrides: Optional[dict] = None, app: Optional[Application] = None):
         self.conf = conf
+        #: what the workers run: the orchestrator's flows, handlers and services
+        self.app = app or ORCHESTRATOR
         self.config_path = config_path
         self.overrides = overrides or {}
         self._signals: list[int] = []
@@ -65,7 +70,6 @@ class OrchestratorService:
         migrate.upgrade(conf.database_url)
         self.engine = make_engine(conf.database_url, conf.database.pool_size)
         self.sessionmaker = make_sessionmaker(self.engine)
-        from nfp.workers.lifecycle.services import Services, sync_static_inventory
         with self.sessionmaker.begin() as session:
             count = sync_static_inventory(conf, session)
         if count:
@@ -74,16 +78,19 @@ class OrchestratorService:
         sweep = set(conf.device_drivers)
         if (conf.state_path / "netns").exists():
             sweep.add("netns")  # devices from an earlier run may have outlived it
-        for name in sorted(sweep):
-            try:
-                services.device_driver(name).startup_sweep()
-            except LookupError as exc:
-                raise BootError(str(exc)) from None
+        try:
+            for name in sorted(sweep):
+                try:
+                    services.device_driver(name).startup_sweep()
+                except LookupError as exc:
+                    raise BootError(str(exc)) from None
+        finally:
+            services.stop()
 
     def start(self) -> None:
         from nfp.rpc.listener import RpcListener
         self.prepare()
-        self.supervisor = Supervisor(self.conf, on_notify=self._notify)
+        self.supervisor = Supervisor(self.conf, on_notify=self._notify, app=self.app)
         self.supervisor.start()
         endpoints = OrchestratorEndpoints(self.conf, self.sessionmaker, self.supervisor.dispatch,
                                           on_batch=self.supervisor.note_intake)
@@ -132,7 +139,7 @@ class OrchestratorService:
             time.sleep(0.2)
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config; workers restart to pick it up."""
+        """SIGHUP: re-read the config; new workers replace the old ones (see Supervisor.reload)."""
         try:
             new = nfp_config.load(self.config_path, self.overrides)
         except nfp_config.ConfigError as exc:
@@ -143,11 +150,9 @@ class OrchestratorService:
         logging.getLogger().setLevel(new.logging.level.upper())
         new.database, new.transport = self.conf.database, self.conf.transport
         self.conf = new
-        self.supervisor.conf = new
-        for slot in self.supervisor.slots:
-            if slot.process is not None and slot.process.is_alive():
-                slot.process.terminate()  # the supervisor respawns it with the new config
-        LOG.info("configuration reloaded; workers restarting")
+        # new workers boot first; each old one drains and exits before its successor
+        # takes the shard ("configuration reloaded" is logged once all have)
+        self.supervisor.reload(new)
 
     # -- stop -----------------------------------------------------------------
     def stop(self) -> None:

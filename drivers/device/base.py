@@ -15,11 +15,14 @@ from __future__ import annotations
 import abc
 from typing import Any, Optional
 
+from nfp.drivers.component import Component
+
 DeviceDict = dict[str, Any]
 
 
-class DeviceDriver(abc.ABC):
-    """Seed-001 life cycle management driver.
+class DeviceDriver(Component, abc.ABC):
+    """Seed-001 life cycle management driver, with the lifecycle hooks of
+    :class:`~nfp.drivers.component.Component` (setup, start, stop).
 
     Parameters:
         conf(NfpConfig): the daemon's validated configuration.

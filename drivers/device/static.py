@@ -14,6 +14,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from nfp.drivers.device.base import DeviceDriver
+from nfp.flows import DeviceStatus
 
 
 class StaticDevice(BaseModel):
@@ -80,7 +81,7 @@ class StaticDeviceDriver(DeviceDriver):
             # registered in the database (``nfp device register``), not in the config
             extra = device_data.get("extra") or {}
             if not device_data.get("status"):
-                return "ERROR"
+                return DeviceStatus.ERROR
             probe, address = extra.get("probe_port"), device_data.get("mgmt_ip_address")
         else:
             probe, address = entry.probe_port, entry.mgmt_ip_address
@@ -88,10 +89,10 @@ class StaticDeviceDriver(DeviceDriver):
             try:
                 with socket.create_connection((address, probe),
                                               timeout=self.settings.probe_timeout):
-                    return "ACTIVE"
+                    return DeviceStatus.ACTIVE
             except OSError:
-                return "ERROR"
-        return "ACTIVE"
+                return DeviceStatus.ERROR
+        return DeviceStatus.ACTIVE
 
     def plug_network_function_device_interface(self, device_data):
         return device_data.get("id") in self.inventory or bool(device_data.get("status"))

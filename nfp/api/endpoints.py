@@ -12,19 +12,18 @@ import uuid
 from types import SimpleNamespace
 from typing import Any, Callable, Optional
 
-from sqlalchemy import insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from nfp.api import schemas
+from nfp import flows
+from nfp.api import schemas, views
 from nfp.db.base import utcnow
-from nfp.db.models import NetworkFunction, NFStatus, RpcRequest
+from nfp.db.repositories import (NF_FILTER_COLUMNS, devices, instances, network_functions,
+                                  rpc_requests)
 from nfp.engine import store
-from nfp.engine.events import EventSpec
 from nfp.exceptions import Conflict, InvalidRequest, NotFound
-from nfp.resources import ResourceError, parse_resource
-from nfp.rpc.types import IncomingRequest, Outcome
-from nfp.workers.lifecycle import common
-from nfp.workers.lifecycle.network_function import OP_STATUS
+from nfp.flows import OP_STATUS, NFStatus, set_nf_status
+from nfp.resources import ResourceError, dump_service_config, parse_resource, parse_service_config
+from nfp.rpc.types import IncomingRequest, Reply
 
 LOG = logging.getLogger(__name__)
 
@@ -39,14 +38,11 @@ OP_METHODS = {
 MUTATIONS = {"create_network_function", "delete_network_function", "network_function_notification",
              *OP_METHODS}
 READS = {"get_network_function", "get_network_functions", "get_network_function_details"}
-NF_TABLE = NetworkFunction.__table__
-FILTER_COLUMNS = {"id", "name", "tenant_id", "service_id", "service_chain_id", "service_profile_id",
-                  "status", "service_type", "service_vendor", "device_type"}
 
 
 def validate_service_config(raw: Any, field: str) -> None:
     """Reject a bad resource before anything is stored or touches a device."""
-    for index, element in enumerate(common.parse_service_config(raw)):
+    for index, element in enumerate(parse_service_config(raw)):
         if element.get("resource") == "heat":
             continue
         try:
@@ -79,7 +75,7 @@ class OrchestratorEndpoints:
     def is_read(self, topic: str, method: str) -> bool:
         return method in READS
 
-    def handle_mutations(self, requests: list[IncomingRequest]) -> list[Outcome]:
+    def handle_mutations(self, requests: list[IncomingRequest]) -> list[Reply]:
         self.on_batch(len(requests))
         try:
             return self._batch(requests)
@@ -87,34 +83,34 @@ class OrchestratorEndpoints:
             if len(requests) == 1:
                 raise
             LOG.warning("group commit of %d requests failed; retrying them one by one", len(requests))
-            out: list[Outcome] = []
+            out: list[Reply] = []
             for req in requests:
                 out += self._batch([req])
             return out
 
-    def handle_read(self, request: IncomingRequest) -> Outcome:
+    def handle_read(self, request: IncomingRequest) -> Reply:
         try:
             if request.method == "get_network_function":
                 # the hot read: plain Core on a pooled connection, no ORM session
                 with self.sessionmaker.kw["bind"].connect() as conn:
-                    return Outcome(result=self._get_network_function(conn, request.args))
+                    return Reply(result=self._get_network_function(conn, request.args))
             with self.sessionmaker() as session:
                 result = getattr(self, f"_{request.method}")(session, request.args)
                 session.rollback()  # reads end their transaction at once
-                return Outcome(result=result)
+                return Reply(result=result)
         except (InvalidRequest, NotFound) as exc:
-            return Outcome(error=exc)
+            return Reply(error=exc)
 
     # -- batching -----------------------------------------------------------
-    def _batch(self, requests: list[IncomingRequest]) -> list[Outcome]:
+    def _batch(self, requests: list[IncomingRequest]) -> list[Reply]:
         """One transaction for the batch. Creates are validated in Python and
         inserted together; other mutations run one by one, after the creates
         queued before them, so a batch behaves exactly as its order says."""
-        outcomes: list[Optional[Outcome]] = [None] * len(requests)
+        outcomes: list[Optional[Reply]] = [None] * len(requests)
         refs: list = []
         creates: list[tuple[int, IncomingRequest, dict]] = []
         with self.sessionmaker.begin() as session:
-            seen = self._seen(session, [r.unique_id for r in requests if r.unique_id])
+            seen = rpc_requests.seen(session, [r.unique_id for r in requests if r.unique_id])
             for index, req in enumerate(requests):
                 if req.unique_id and req.unique_id in seen:
                     outcomes[index] = self._duplicate(session, seen[req.unique_id])
@@ -125,7 +121,7 @@ class OrchestratorEndpoints:
                     except (InvalidRequest, Conflict) as exc:
                         LOG.error("%s %s rejected: %s", "call" if req.is_call else "cast",
                                   req.method, exc)
-                        outcomes[index] = Outcome(error=exc)
+                        outcomes[index] = Reply(error=exc)
                         continue
                     creates.append((index, req, row))
                     if req.unique_id:
@@ -137,8 +133,7 @@ class OrchestratorEndpoints:
                 outcomes[index] = outcome
                 refs += new_refs
                 if req.unique_id and outcome.error is None:
-                    session.add(RpcRequest(unique_id=req.unique_id, method=req.method,
-                                           object_id=object_id))
+                    rpc_requests.add(session, req.unique_id, req.method, object_id)
                     seen[req.unique_id] = object_id
             refs += self._insert_creates(session, creates, outcomes)
         if refs:
@@ -149,41 +144,30 @@ class OrchestratorEndpoints:
         """Insert validated creates with three statements, whatever their number."""
         if not creates:
             return []
-        given = [row["id"] for _, _, row in creates]
-        taken = set(session.scalars(select(NetworkFunction.id).where(NetworkFunction.id.in_(given))))
+        taken = network_functions.existing_ids(session, [row["id"] for _, _, row in creates])
         rows, rpc_rows = [], []
         for index, req, row in creates:
             if row["id"] in taken:
-                outcomes[index] = Outcome(error=Conflict(f"network function {row['id']} already exists"))
+                outcomes[index] = Reply(error=Conflict(f"network function {row['id']} already exists"))
                 continue
             taken.add(row["id"])
             rows.append(row)
-            outcomes[index] = Outcome(result=common.nf_dict(SimpleNamespace(**row)))
+            outcomes[index] = Reply(result=views.nf_dict(SimpleNamespace(**row)))
             if req.unique_id:
                 rpc_rows.append({"unique_id": req.unique_id, "method": req.method,
                                  "object_id": row["id"], "created_at": row["created_at"]})
         if not rows:
             return []
-        session.flush()  # anything the ORM holds goes first, in request order
-        session.execute(insert(NetworkFunction.__table__), rows)
-        if rpc_rows:
-            session.execute(insert(RpcRequest.__table__), rpc_rows)
+        network_functions.insert_many(session, rows)  # after anything the ORM holds, in order
+        rpc_requests.insert_many(session, rpc_rows)
         LOG.info("accepted %d network function(s): %s", len(rows),
                  ", ".join(r["id"] for r in rows[:5]) + (" ..." if len(rows) > 5 else ""))
-        return store.add(session, [EventSpec("nf.create", row["id"]) for row in rows])
+        return store.add(session, [flows.CREATE.start(row["id"]) for row in rows])
 
     @staticmethod
-    def _seen(session, ids: list[str]) -> dict[str, Optional[str]]:
-        if not ids:
-            return {}
-        rows = session.execute(select(RpcRequest.unique_id, RpcRequest.object_id)
-                               .where(RpcRequest.unique_id.in_(ids)))
-        return dict(rows.all())
-
-    @staticmethod
-    def _duplicate(session, object_id: Optional[str]) -> Outcome:
-        nf = session.get(NetworkFunction, object_id) if object_id else None
-        return Outcome(result=common.nf_dict(nf) if nf else None)
+    def _duplicate(session, object_id: Optional[str]) -> Reply:
+        nf = network_functions.get(session, object_id) if object_id else None
+        return Reply(result=views.nf_dict(nf) if nf else None)
 
     def _one(self, session, req: IncomingRequest):
         try:
@@ -196,13 +180,13 @@ class OrchestratorEndpoints:
         except (InvalidRequest, NotFound, Conflict) as exc:
             if not req.is_call:
                 self._fail_cast(session, req, exc)
-            return Outcome(error=exc), [], None
+            return Reply(error=exc), [], None
 
     def _fail_cast(self, session, req: IncomingRequest, exc: Exception) -> None:
         nf_id = req.args.get("network_function_id") if isinstance(req.args, dict) else None
-        nf = session.get(NetworkFunction, nf_id) if isinstance(nf_id, str) and len(nf_id) <= 36 else None
+        nf = network_functions.get(session, nf_id) if isinstance(nf_id, str) and len(nf_id) <= 36 else None
         if nf is not None and not isinstance(exc, Conflict) and nf.status != NFStatus.PENDING_DELETE:
-            common.set_nf_status(nf, NFStatus.ERROR, f"{req.method}: {exc}")
+            set_nf_status(nf, NFStatus.ERROR, f"{req.method}: {exc}")
             LOG.error("NF %s: %s rejected (%s); NF set to ERROR", nf.id, req.method, exc)
         else:
             LOG.error("cast %s rejected: %s", req.method, exc)
@@ -224,7 +208,7 @@ class OrchestratorEndpoints:
         if raw_config is None and nf_in.service_chain_node:
             raw_config = nf_in.service_chain_node.config
         if raw_config is not None and not isinstance(raw_config, str):
-            raw_config = common.dump_service_config(common.parse_service_config(raw_config))
+            raw_config = dump_service_config(parse_service_config(raw_config))
         now = utcnow()
         return {
             "id": nf_in.id or str(uuid.uuid4()), "name": nf_in.name, "description": nf_in.description,
@@ -232,7 +216,7 @@ class OrchestratorEndpoints:
             "service_id": nf_in.service_chain_node.id if nf_in.service_chain_node else None,
             "service_chain_id": nf_in.service_chain_instance.id if nf_in.service_chain_instance else None,
             "service_profile_id": nf_in.service_profile.id, "service_config": raw_config,
-            "config_policy_id": None, "status": NFStatus.PENDING_CREATE, "status_description": "",
+            "config_policy_id": None, "status": NFStatus.PENDING_CREATE.value, "status_description": "",
             "service_type": nf_in.service_profile.service_type,
             "service_vendor": flavor["service_vendor"], "device_type": flavor.get("device_type", "static"),
             "spec": {"ports": nf_in.ports(), "management": nf_in.management or
@@ -243,23 +227,23 @@ class OrchestratorEndpoints:
 
     def _delete(self, session, req):
         args = schemas.parse(schemas.DeleteArgs, req.args)
-        nf = common.get_nf(session, args.network_function_id, lock=True)
+        nf = network_functions.get(session, args.network_function_id, lock=True)
         if nf is None:
             raise NotFound(f"network function {args.network_function_id} not found")
         if nf.status == NFStatus.PENDING_DELETE:
-            return Outcome(result=None), [], nf.id
+            return Reply(result=None), [], nf.id
         cancelled = store.cancel_scope(session, nf.id)
         nf.generation += 1
         nf.operation = "delete"
-        common.set_nf_status(nf, NFStatus.PENDING_DELETE, "")
-        refs = store.add(session, [EventSpec("nf.delete", nf.id)], nf.generation)
+        set_nf_status(nf, NFStatus.PENDING_DELETE)
+        refs = store.add(session, [flows.DELETE.start(nf.id)], nf.generation)
         LOG.info("NF %s: delete accepted; %d open step(s) pre-empted", nf.id, cancelled)
-        return Outcome(result=None), refs, nf.id
+        return Reply(result=None), refs, nf.id
 
     def _operation(self, session, req):
         op, model = OP_METHODS[req.method]
         args = schemas.parse(model, req.args)
-        nf = common.get_nf(session, args.network_function_id, lock=True)
+        nf = network_functions.get(session, args.network_function_id, lock=True)
         if nf is None:
             raise NotFound(f"network function {args.network_function_id} not found")
         if nf.status == NFStatus.PENDING_DELETE:
@@ -269,14 +253,14 @@ class OrchestratorEndpoints:
             validate_service_config(args.config, "config")
             cfg = args.config
             payload_args["config"] = cfg if isinstance(cfg, str) else \
-                common.dump_service_config(common.parse_service_config(cfg))
+                dump_service_config(parse_service_config(cfg))
         token = f"{op}:{req.unique_id or uuid.uuid4().hex}"
         if nf.operation is None:
             nf.operation = token
-            common.set_nf_status(nf, OP_STATUS[op], "")
-        refs = store.add(session, [EventSpec("nf.op", nf.id, {"op": op, "token": token,
-                                                              "args": payload_args})], nf.generation)
-        return Outcome(result=None), refs, nf.id
+            set_nf_status(nf, OP_STATUS[op])
+        refs = store.add(session, [flows.OPERATION.start(nf.id, {"op": op, "token": token,
+                                                                  "args": payload_args})], nf.generation)
+        return Reply(result=None), refs, nf.id
 
     def _notification(self, session, req):
         args = schemas.parse(schemas.NotificationArgs, req.args)
@@ -290,44 +274,34 @@ class OrchestratorEndpoints:
             ref = store.resume(session, event_id, {"status": "FAILURE" if failed else "SUCCESS",
                                                    "error": [(n.get("data") or {}).get("error_msg")
                                                              for n in failed]})
-            return Outcome(result=None), [ref] if ref else [], context.get("nf_id")
+            return Reply(result=None), [ref] if ref else [], context.get("nf_id")
         nf_id = context.get("nf_id")
-        nf = session.get(NetworkFunction, nf_id) if isinstance(nf_id, str) else None
+        nf = network_functions.get(session, nf_id) if isinstance(nf_id, str) else None
         if nf is not None and failed:
             reason = "; ".join(str((n.get("data") or {}).get("error_msg") or n.get("resource"))
                                for n in failed)
-            common.set_nf_status(nf, NFStatus.ERROR, f"configurator reported failure: {reason}")
-        return Outcome(result=None), [], nf_id
+            set_nf_status(nf, NFStatus.ERROR, f"configurator reported failure: {reason}")
+        return Reply(result=None), [], nf_id
 
     # -- reads ------------------------------------------------------------------
     def _get_network_function(self, session, args: dict):
         nf_id = args.get("network_function_id") if isinstance(args, dict) else None
         if not isinstance(nf_id, str) or not 0 < len(nf_id) <= 36:
             nf_id = schemas.parse(schemas.NfIdArgs, args).network_function_id
-        row = session.execute(select(NF_TABLE).where(NF_TABLE.c.id == nf_id)).first()
-        return common.nf_dict(row) if row else None
+        row = network_functions.row(session, nf_id)
+        return views.nf_dict(row) if row else None
 
     def _get_network_functions(self, session, args: dict):
         filters = schemas.parse(schemas.FiltersArgs, args).filters or {}
-        stmt = select(NetworkFunction)
-        for key, values in filters.items():
-            if key not in FILTER_COLUMNS:
-                raise InvalidRequest(f"filters.{key}", f"unknown filter; use {sorted(FILTER_COLUMNS)}")
-            stmt = stmt.where(getattr(NetworkFunction, key).in_(values))
-        return [common.nf_dict(nf) for nf in session.scalars(stmt.order_by(NetworkFunction.created_at))]
+        for key in filters:
+            if key not in NF_FILTER_COLUMNS:
+                raise InvalidRequest(f"filters.{key}", f"unknown filter; use {sorted(NF_FILTER_COLUMNS)}")
+        return [views.nf_dict(nf) for nf in network_functions.find(session, filters)]
 
     def _get_network_function_details(self, session, args: dict):
         args = schemas.parse(schemas.NfIdArgs, args)
-        nf = session.get(NetworkFunction, args.network_function_id)
+        nf = network_functions.get(session, args.network_function_id)
         if nf is None:
             raise NotFound(f"network function {args.network_function_id} not found")
-        nfi = common.get_nfi(session, nf.id)
-        nfd = common.get_device(session, nfi.network_function_device_id if nfi else None)
-        return {"network_function": common.nf_dict(nf), "service_type": nf.service_type,
-                "network_function_instance": None if nfi is None else {
-                    "id": nfi.id, "name": nfi.name, "status": nfi.status,
-                    "status_description": nfi.status_description,
-                    "network_function_device_id": nfi.network_function_device_id,
-                    "port_info": [p.id for p in nfi.port_info]},
-                "network_function_device": None if nfd is None else {
-                    k: v for k, v in common.device_dict(nfd).items() if k != "extra"}}
+        nfi = instances.of(session, nf.id)
+        return views.details(nf, nfi, devices.get(session, nfi.network_function_device_id if nfi else None))

@@ -18,6 +18,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from nfp.flows import NFStatus
+
 WEB, CLIENT = "198.18.1.10", "198.18.2.10"
 RULES = [{"name": "web", "protocol": "tcp", "source_ip_address": "198.18.2.0/24",
           "destination_ip_address": WEB, "destination_port": 80}]
@@ -114,7 +116,7 @@ def _create(progress: _Progress, harness, provider, consumer) -> str:
     }
     with progress.step("create_network_function over RPC → ACTIVE (netns device, nftables rules)"):
         nf = harness.client.create_network_function(request)
-        harness.wait_for_status(nf["id"], "ACTIVE", timeout=60)
+        harness.wait_for_status(nf["id"], NFStatus.ACTIVE, timeout=60)
     return nf["id"]
 
 

@@ -12,10 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from nfp import config as nfp_config
+from nfp.flows import NFStatus
 
 console = Console(stderr=True)
 out = Console()
-TERMINAL = {"ACTIVE", "ERROR"}
+TERMINAL = {NFStatus.ACTIVE, NFStatus.ERROR}
 
 
 def _overrides(transport_url, database_url, workers, state_dir) -> dict:
@@ -173,7 +174,7 @@ def nf_create(obj: Ctx, name, tenant_id, service_type, service_flavor, service_c
         console.print(f"created {created['id']} ({created['status']})")
         result = _wait(client, created["id"], timeout) if wait else created
         out.print_json(json.dumps(result))
-        if wait and result["status"] == "ERROR":
+        if wait and result["status"] == NFStatus.ERROR:
             raise click.ClickException(f"NF {result['id']} is ERROR: {result['status_description']}")
     finally:
         client.close()
@@ -274,6 +275,8 @@ def _register_optional() -> None:
         except ImportError as exc:
             if exc.name != module:
                 raise
+    from nfp.cli.diff import nf_diff
+    nf.add_command(nf_diff)
 
 
 _register_optional()

@@ -7,6 +7,8 @@ import uuid
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from nfp import clock
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -25,4 +27,6 @@ def new_id() -> str:
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    """Naive UTC now from the engine's clock, so a fake clock in tests
+    (:func:`nfp.clock.use`) moves every timestamp, not only the engine's."""
+    return clock.utcnow()

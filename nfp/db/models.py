@@ -13,37 +13,11 @@ from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, ForeignKey,
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from nfp.db.base import Base, new_id, utcnow
+# statuses and their transition table are declared with the flows
+from nfp.flows import DeviceStatus, InstanceStatus, NFStatus  # noqa: F401
 
 #: integer primary keys that autoincrement on SQLite too
 BigId = BigInteger().with_variant(Integer, "sqlite")
-
-
-class NFStatus:
-    """Network function statuses (upstream ``NFP_STATUS`` plus PT/PTG states)."""
-
-    PENDING_CREATE = "PENDING_CREATE"
-    PENDING_UPDATE = "PENDING_UPDATE"
-    PENDING_DELETE = "PENDING_DELETE"
-    ACTIVE = "ACTIVE"
-    ERROR = "ERROR"
-    PT_ADD_IN_PROGRESS = "PT_ADD_IN_PROGRESS"
-    PT_REMOVE_IN_PROGRESS = "PT_REMOVE_IN_PROGRESS"
-    PTG_ADD_IN_PROGRESS = "PTG_ADD_IN_PROGRESS"
-    PTG_REMOVE_IN_PROGRESS = "PTG_REMOVE_IN_PROGRESS"
-
-    IN_PROGRESS = frozenset({PENDING_CREATE, PENDING_UPDATE, PENDING_DELETE,
-                             PT_ADD_IN_PROGRESS, PT_REMOVE_IN_PROGRESS,
-                             PTG_ADD_IN_PROGRESS, PTG_REMOVE_IN_PROGRESS})
-
-
-class DeviceStatus:
-    """Network function device statuses."""
-
-    DEVICE_SPAWNING = "DEVICE_SPAWNING"
-    ACTIVE = "ACTIVE"
-    DEVICE_NOT_UP = "DEVICE_NOT_UP"
-    ERROR = "ERROR"
-    PENDING_DELETE = "PENDING_DELETE"
 
 
 class NetworkFunction(Base):

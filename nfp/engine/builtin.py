@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from nfp.engine.events import EventSpec, done
-from nfp.engine.registry import handler
+from nfp.engine.registry import HandlerSpec, Registry
 
 
-@handler("engine.noop", io=False)
 def noop(step):
     """Emit the next link of a chain until ``remaining`` reaches zero."""
     remaining = int(step.payload.get("remaining", 0))
@@ -13,3 +12,8 @@ def noop(step):
         return done({"finished": True})
     nxt = EventSpec("engine.noop", step.scope, {"remaining": remaining - 1})
     return done(emit=[nxt])
+
+
+def registry() -> Registry:
+    """The engine's own step types, for any application that wants them."""
+    return Registry([HandlerSpec("engine.noop", noop, io=False)])

@@ -52,12 +52,20 @@ class Outcome:
     emit: list[EventSpec | Graph] = field(default_factory=list)
     #: (event_type, payload) oslo notifications published after commit
     notify: list[tuple[str, dict]] = field(default_factory=list)
+    #: flow steps only: the declared branch to follow instead of ``then``
+    branch: Optional[str] = None
+    #: flow steps only: payload handed to the next step(s) the flow declares
+    payload: Optional[dict[str, Any]] = None
 
 
 def done(result: Optional[dict] = None, emit: Optional[list] = None,
-         notify: Optional[list] = None) -> Outcome:
-    """The step succeeded; ``emit`` follow-up steps in the same transaction."""
-    return Outcome("done", result=result or {}, emit=list(emit or []), notify=list(notify or []))
+         notify: Optional[list] = None, branch: Optional[str] = None,
+         payload: Optional[dict] = None) -> Outcome:
+    """The step succeeded. Engine-level steps ``emit`` follow-ups themselves; flow
+    steps leave that to their flow and may only pick a declared ``branch`` and
+    hand a ``payload`` on. Everything commits in the same transaction."""
+    return Outcome("done", result=result or {}, emit=list(emit or []), notify=list(notify or []),
+                   branch=branch, payload=payload)
 
 
 def fail(reason: str, result: Optional[dict] = None) -> Outcome:
@@ -68,6 +76,11 @@ def fail(reason: str, result: Optional[dict] = None) -> Outcome:
 def poll(interval: float, max_polls: int, result: Optional[dict] = None) -> Outcome:
     """Run the step again in ``interval`` s; fail once it has polled ``max_polls`` times."""
     return Outcome("poll", interval=interval, max_polls=max_polls, result=result)
+
+
+def again(result: Optional[dict] = None) -> Outcome:
+    """A flow step that polls: run again at the interval its flow declares."""
+    return Outcome("poll", result=result)
 
 
 def wait(timeout: float) -> Outcome:

@@ -13,10 +13,11 @@ from typing import Any, Optional
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from nfp.db.base import utcnow
 from nfp.db.models import Event, EventStatus
-from nfp.engine import registry, store
+from nfp import clock
+from nfp.engine import store
 from nfp.engine.events import Outcome, fail
+from nfp.engine.registry import Registry
 from nfp.engine.step import Step
 
 LOG = logging.getLogger(__name__)
@@ -33,12 +34,21 @@ class Result:
 
 
 class Executor:
-    """Runs steps against one database with one set of services."""
+    """Runs steps against one database with one set of services.
 
-    def __init__(self, sessionmaker, services: Any, max_attempts: int = 5):
+    Parameters:
+        sessionmaker: session factory on the process's engine.
+        services: what handlers reach as ``step.services``.
+        max_attempts(int): crashes a step survives.
+        registry(Registry): the application's step types.
+    """
+
+    def __init__(self, sessionmaker, services: Any, max_attempts: int = 5, *,
+                 registry: Optional[Registry] = None):
         self.sessionmaker = sessionmaker
         self.services = services
         self.max_attempts = max_attempts
+        self.registry = registry if registry is not None else Registry()
         #: set by the scheduler: ``(scope, key) -> bool``
         self.busy_probe = lambda scope, key: False
 
@@ -81,14 +91,14 @@ class Executor:
 
     def _batch(self, session, event_ids: list[int]) -> Optional[dict[int, Result]]:
         rows = {r.id: r for r in store.load(session, event_ids, lock=True)}
-        now = utcnow()
+        now = clock.utcnow()
         finished, emits, notify = [], [], {}
         for event_id in event_ids:
             row = rows.get(event_id)
             if (row is None or row.status != EventStatus.PENDING or row.pending_children > 0
                     or row.due_at > now or row.attempts >= self.max_attempts):
                 return None
-            spec = registry.lookup(row.type)
+            spec = self.registry.lookup(row.type)
             if spec is None or spec.io:
                 return None
             step = Step(event=row, session=session, services=self.services,
@@ -133,7 +143,7 @@ class Executor:
         if row is None or row.status not in EventStatus.OPEN or row.pending_children > 0:
             session.rollback()
             return Result(dropped="not open")
-        now = utcnow()
+        now = clock.utcnow()
         if row.due_at > now:
             session.rollback()
             return Result(refs=[store.Ref(row.id, row.key, row.key_hash, row.due_at, row.type)],
@@ -142,7 +152,7 @@ class Executor:
             result = self._fail(session, row, "timed out waiting for a configurator notification")
             session.commit()
             return result
-        spec = registry.lookup(row.type)
+        spec = self.registry.lookup(row.type)
         # End the read transaction: on SQLite it holds the database write lock,
         # which must not stay held while a handler blocks on a device.
         session.commit()
@@ -205,7 +215,7 @@ class Executor:
             session.rollback()
             return Result(dropped="closed meanwhile")
         refs, notify = [], []
-        spec = registry.lookup(row.type)
+        spec = self.registry.lookup(row.type)
         if spec and spec.on_failure:
             fresh = Step(event=row, session=session, services=self.services)
             try:

@@ -17,8 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
-from nfp.db.base import utcnow
-from nfp.engine import registry
+from nfp import clock
 from nfp.engine.executor import Executor, Result
 from nfp.engine.store import Ref
 
@@ -38,13 +37,18 @@ class KeyScheduler:
         threads(int): size of the handler thread pool.
         on_result(callable): ``(Result) -> None`` for notifications, called in pool threads.
         default_deadline(float): seconds a step may run when its handler sets none.
+        pool: runs ``pool.submit(fn, *args)``; defaults to a thread pool of ``threads``.
+        batch_threads(int): threads committing batches; with 0 the owner calls
+            :meth:`run_queued_batches` (the in-process test engine does).
     """
 
     def __init__(self, executor: Executor, threads: int,
                  on_result: Optional[Callable[[Result], None]] = None,
-                 default_deadline: float = 300.0, gate: Optional[Callable[[], bool]] = None):
+                 default_deadline: float = 300.0, gate: Optional[Callable[[], bool]] = None,
+                 pool=None, batch_threads: int = BATCH_THREADS):
         self.executor = executor
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="step")
+        self.pool = pool if pool is not None else ThreadPoolExecutor(max_workers=threads,
+                                                                     thread_name_prefix="step")
         self.on_result = on_result or (lambda r: None)
         self.default_deadline = default_deadline
         self._lock = threading.Lock()
@@ -61,15 +65,19 @@ class KeyScheduler:
         self.gate = gate or (lambda: True)
         self._deferred: list[tuple[str, int, str]] = []
         self._closed = False
+        #: set by drain(): no new step starts, running ones finish
+        self._draining = False
         self._batchers = [threading.Thread(target=self._run_batches, name=f"batch-{i}", daemon=True)
-                          for i in range(BATCH_THREADS)]
+                          for i in range(batch_threads)]
         for thread in self._batchers:
             thread.start()
 
     # -- intake -----------------------------------------------------------
     def offer(self, refs: list[Ref]) -> None:
         """Take steps to run now or at their due time; duplicates are ignored."""
-        now_wall, now_db = time.time(), utcnow()
+        if self._draining:
+            return  # follow-ups of draining steps stay in the table for the next owner
+        now_wall, now_db = clock.time(), clock.utcnow()
         to_start = []
         with self._lock:
             for ref in refs:
@@ -94,7 +102,7 @@ class KeyScheduler:
 
     def fire_timers(self) -> float:
         """Start due timers; return seconds until the next one (at most 1)."""
-        now = time.time()
+        now = clock.time()
         to_start = []
         with self._lock:
             while self._timers and self._timers[0][0] <= now:
@@ -113,7 +121,7 @@ class KeyScheduler:
 
     def expire_overdue(self) -> None:
         """Fail steps past their deadline; their late results will be dropped."""
-        now = time.time()
+        now = clock.time()
         with self._lock:
             held = {event_id for _, event_id, _ in self._deferred}
             overdue = [(k, v[0]) for k, v in self._busy_keys.items()
@@ -125,8 +133,8 @@ class KeyScheduler:
 
     # -- running ----------------------------------------------------------
     def _mark_busy(self, ref: Ref) -> tuple[str, int, str]:
-        now = time.time()
-        self._busy_keys[ref.key] = (ref.id, now, now + deadline_of(ref.type, self.default_deadline))
+        now = clock.time()
+        self._busy_keys[ref.key] = (ref.id, now, now + self.executor.registry.deadline(ref.type, self.default_deadline))
         return ref.key, ref.id, ref.type
 
     @property
@@ -137,11 +145,11 @@ class KeyScheduler:
         """Start the steps held back while the gate was closed, once it opens."""
         if not self._deferred or not self.gate():
             return
-        now = time.time()
+        now = clock.time()
         with self._lock:
             held, self._deferred = self._deferred, []
             for key, event_id, event_type in held:  # the deadline counts from the real start
-                self._busy_keys[key] = (event_id, now, now + deadline_of(event_type, self.default_deadline))
+                self._busy_keys[key] = (event_id, now, now + self.executor.registry.deadline(event_type, self.default_deadline))
         for item in held:
             self._submit(*item)
 
@@ -152,7 +160,7 @@ class KeyScheduler:
             return
         if self._closed:
             return  # shutting down: the step stays open in the database
-        if registry.batchable(event_type):
+        if self.executor.registry.batchable(event_type):
             self._batch_q.put((key, event_id))
         else:
             try:
@@ -177,13 +185,33 @@ class KeyScheduler:
                     self._batch_q.put(None)
                     break
                 batch.append(item)
-            try:
-                results = self.executor.run_batch([event_id for _, event_id in batch])
-            except Exception:
-                LOG.exception("batch of %d steps crashed; they stay pending for a rescan", len(batch))
-                results = {}
-            for key, event_id in batch:
-                self._finish(key, event_id, results.get(event_id) or Result())
+            self._run_batch(batch)
+
+    def run_queued_batches(self) -> int:
+        """Run the queued pure steps in the calling thread, up to BATCH per
+        transaction as the batch threads would; return how many ran. For a
+        scheduler built with ``batch_threads=0``."""
+        ran = 0
+        while True:
+            batch = []
+            while len(batch) < BATCH:
+                try:
+                    batch.append(self._batch_q.get_nowait())
+                except queue.Empty:
+                    break
+            if not batch:
+                return ran
+            self._run_batch(batch)
+            ran += len(batch)
+
+    def _run_batch(self, batch: list[tuple[str, int]]) -> None:
+        try:
+            results = self.executor.run_batch([event_id for _, event_id in batch])
+        except Exception:
+            LOG.exception("batch of %d steps crashed; they stay pending for a rescan", len(batch))
+            results = {}
+        for key, event_id in batch:
+            self._finish(key, event_id, results.get(event_id) or Result())
 
     def _run(self, key: str, event_id: int) -> None:
         try:
@@ -241,6 +269,7 @@ class KeyScheduler:
         """Wait up to ``timeout`` s for running steps; queued ones stay in the DB."""
         end = time.time() + timeout
         with self._lock:
+            self._draining = True
             self._waiting.clear()
             self._timers.clear()
             self._timer_due.clear()
@@ -254,7 +283,3 @@ class KeyScheduler:
             self._batch_q.put(None)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-
-def deadline_of(event_type: str, default: float) -> float:
-    spec = registry.lookup(event_type)
-    return spec.deadline if spec and spec.deadline else default

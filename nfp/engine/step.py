@@ -6,6 +6,7 @@ from typing import Any, Callable, Optional
 
 from sqlalchemy.orm import Session
 
+from nfp.db.models import EventStatus
 from nfp.engine import store
 
 
@@ -48,6 +49,10 @@ class Step:
         """True while another step of the same NF is still executing (for example a
         cancelled configuration step whose device call has not returned yet)."""
         return self.busy_probe(self.event.scope, self.event.key)
+
+    def failed_children(self) -> list:
+        """Children of a fan-in parent that did not finish ``done``."""
+        return [c for c in self.children() if c.status != EventStatus.DONE]
 
     def children(self) -> list:
         """Results of a fan-in parent's children: rows with type, status, result, error."""

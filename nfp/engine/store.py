@@ -13,8 +13,8 @@ from typing import Any, Iterable, Optional
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
 
-from nfp.db.base import utcnow
 from nfp.db.models import Event, EventStatus
+from nfp import clock
 from nfp.engine.events import EventSpec, Graph, shard_hash
 
 T = Event.__table__
@@ -57,7 +57,7 @@ def add(conn, items: Iterable[EventSpec | Graph], generation: int = 0,
 def add_many(conn, items: list[tuple[EventSpec | Graph, int]],
              parent_id: Optional[int] = None) -> list[Ref]:
     """Like :func:`add` with a generation per item: plain steps in one INSERT."""
-    now = utcnow()
+    now = clock.utcnow()
     ready = _insert(conn, [_row(s, gen, now, EventStatus.PENDING, parent_id)
                            for s, gen in items if isinstance(s, EventSpec)])
     for graph, generation in ((g, gen) for g, gen in items if isinstance(g, Graph)):
@@ -84,7 +84,7 @@ def load(conn, ids: list[int], lock: bool = False) -> list:
 def finish_many(conn, items: list[dict]) -> None:
     """Close rows already locked open by :func:`load` (``id``, ``result``) as done."""
     if items:
-        now = utcnow()
+        now = clock.utcnow()
         conn.execute(update(T).where(T.c.id == bindparam("eid")).values(
             status=EventStatus.DONE, result=bindparam("res"), finished_at=now),
             [{"eid": i["id"], "res": i["result"]} for i in items])
@@ -101,7 +101,7 @@ def finish(conn, event_id: int, status: str, result: Optional[dict] = None,
     """Close a pending (or parked) step. False if it was cancelled or closed meanwhile."""
     res = conn.execute(
         update(T).where(and_(T.c.id == event_id, T.c.status.in_(EventStatus.OPEN)))
-        .values(status=status, result=result, error=error, finished_at=utcnow()))
+        .values(status=status, result=result, error=error, finished_at=clock.utcnow()))
     return res.rowcount == 1
 
 
@@ -109,7 +109,7 @@ def release_parent(conn, parent_id: int) -> Optional[Ref]:
     """One child of ``parent_id`` closed; return the parent's ref once all have."""
     conn.execute(update(T).where(T.c.id == parent_id)
                  .values(pending_children=T.c.pending_children - 1))
-    now = utcnow()
+    now = clock.utcnow()
     res = conn.execute(
         update(T).where(and_(T.c.id == parent_id, T.c.pending_children <= 0,
                              T.c.status == EventStatus.WAITING))
@@ -122,7 +122,7 @@ def release_parent(conn, parent_id: int) -> Optional[Ref]:
 def reschedule(conn, event_id: int, delay: float, status: str = EventStatus.PENDING,
                count_poll: bool = True, result: Optional[dict] = None) -> Optional[Ref]:
     """Make a step due again later (a poll) or park it (``waiting``) until then."""
-    values: dict[str, Any] = {"status": status, "due_at": utcnow() + dt.timedelta(seconds=delay)}
+    values: dict[str, Any] = {"status": status, "due_at": clock.utcnow() + dt.timedelta(seconds=delay)}
     if count_poll:
         values["polls"] = T.c.polls + 1
     if result is not None:
@@ -139,7 +139,7 @@ def resume(conn, event_id: int, result: dict) -> Optional[Ref]:
     res = conn.execute(
         update(T).where(and_(T.c.id == event_id, T.c.status == EventStatus.WAITING,
                              T.c.pending_children <= 0))
-        .values(status=EventStatus.PENDING, due_at=utcnow(), result={"notification": result})
+        .values(status=EventStatus.PENDING, due_at=clock.utcnow(), result={"notification": result})
         .returning(T.c.id, T.c.key, T.c.key_hash, T.c.due_at, T.c.type))
     row = res.first()
     return Ref(*row) if row else None
@@ -149,7 +149,7 @@ def cancel_scope(conn, scope: str) -> int:
     """Cancel every open step of ``scope`` (DELETE pre-empts CREATE)."""
     res = conn.execute(
         update(T).where(and_(T.c.scope == scope, T.c.status.in_(EventStatus.OPEN)))
-        .values(status=EventStatus.CANCELLED, finished_at=utcnow(), error="pre-empted"))
+        .values(status=EventStatus.CANCELLED, finished_at=clock.utcnow(), error="pre-empted"))
     return res.rowcount
 
 
@@ -167,12 +167,36 @@ def children(conn, parent_id: int) -> list:
                              .where(T.c.parent_id == parent_id).order_by(T.c.id)))
 
 
+def open_counts(conn) -> dict[str, int]:
+    """Open steps per status. Reads only the open rows through ``ix_events_open``
+    (status first), so its cost follows the backlog, not the table's history."""
+    return dict(conn.execute(select(T.c.status, func.count())
+                             .where(T.c.status.in_(EventStatus.OPEN))
+                             .group_by(T.c.status)).all())
+
+
 def counts(conn) -> dict[str, int]:
     """Steps per status, for ``nfp status`` and metrics."""
     return dict(conn.execute(select(T.c.status, func.count()).group_by(T.c.status)).all())
 
 
-def purge_finished(conn, older_than: dt.datetime) -> int:
-    res = conn.execute(T.delete().where(
-        and_(T.c.status.notin_(EventStatus.OPEN), T.c.finished_at < older_than)))
+def purge_finished(conn, older_than: dt.datetime, limit: int = 500) -> int:
+    """Delete up to ``limit`` steps that finished before ``older_than``; return how many.
+
+    Kept however old: open steps, a closed parent with an open child, and a closed
+    child of an open parent (a fan-in parent reads its children's results). The
+    oldest ids go first, so the scan walks the primary key and stops at ``limit``.
+    """
+    child, parent = T.alias("child"), T.alias("parent")
+    open_child = select(child.c.id).where(child.c.parent_id == T.c.id,
+                                          child.c.status.in_(EventStatus.OPEN)).exists()
+    open_parent = select(parent.c.id).where(parent.c.id == T.c.parent_id,
+                                            parent.c.status.in_(EventStatus.OPEN)).exists()
+    ids = list(conn.execute(
+        select(T.c.id).where(T.c.status.notin_(EventStatus.OPEN), T.c.finished_at < older_than,
+                             ~open_child, ~open_parent).order_by(T.c.id).limit(limit)).scalars())
+    if not ids:
+        return 0
+    # closed rows never reopen, so the status check is all a concurrent writer can change
+    res = conn.execute(T.delete().where(T.c.id.in_(ids), T.c.status.notin_(EventStatus.OPEN)))
     return res.rowcount

@@ -1,9 +1,19 @@
-"""Worker supervision in the listener: a ``{index: worker}`` table, heartbeats,
-respawn with backoff, halt on boot errors, and routing of step refs to shards.
+"""Worker supervision in the listener, after gunicorn's arbiter: a ``{pid: worker}``
+table, liveness by heartbeat, respawn with backoff, a halt on boot errors, and a
+reload that starts new workers before it retires the old ones.
 
-Each worker incarnation gets fresh pipes: a worker killed mid-read cannot leave a
-half-read message for its successor, and whatever was in its pipe is recovered
-from the event table when the successor boots.
+Shard hand-off. Worker ``i`` owns shard ``i`` (``key_hash % N``), and two
+incarnations must never run the same shard's steps at once. So every worker
+boots as a *standby* (database engine, services), says ``ready``, and waits.
+It only takes its shard, rebuilding its queue from the event table, when the
+supervisor sends ``take``, and the supervisor sends that only once no other
+incarnation of the index is alive. On a reload the old worker is retired
+(SIGTERM: it drains for ``drain_timeout``) only after its successor is ready,
+so the gap without an owner is the drain, not a boot. Dispatches to an index
+with no owner are dropped: the next owner's rebuild reads them from the table.
+
+Each incarnation gets fresh pipes: a worker killed mid-read cannot leave a
+half-read message for its successor.
 """
 from __future__ import annotations
 
@@ -12,14 +22,16 @@ import logging
 import multiprocessing
 import multiprocessing.connection as mpc
 import os
-import random
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from nfp import backoff
 from nfp.engine import worker as worker_mod
+from nfp.engine.housekeeping import Housekeeping
+from nfp.engine.intake_priority import IntakePriority
 from nfp.engine.store import Ref
 
 LOG = logging.getLogger(__name__)
@@ -27,6 +39,13 @@ CTX = multiprocessing.get_context("spawn")
 
 #: refs per pipe message
 CHUNK = 200
+#: seconds a worker gets between SIGTERM and SIGKILL when it is hung, or past its drain
+KILL_GRACE = 5.0
+#: respawn backoff: first pause and ceiling, seconds
+RESPAWN_START = 0.2
+RESPAWN_MAX = 30.0
+#: a worker that ran this long before dying starts the backoff afresh
+STABLE_AFTER = 60.0
 
 
 class BootError(RuntimeError):
@@ -34,52 +53,84 @@ class BootError(RuntimeError):
 
 
 @dataclass
-class _Slot:
+class _Proc:
+    """One worker incarnation."""
+
     index: int
-    process: Any = None
-    inbox: Any = None          # write end (ours)
-    outbox: Any = None         # read end (ours)
-    heartbeat: Any = None
-    ready: bool = False
-    started: float = 0.0
+    process: Any
+    inbox: Any                 # write end (ours)
+    outbox: Any                # read end (ours)
+    heartbeat: Any
+    started: float
+    ready: bool = False        # booted; waits for ``take`` until it owns the shard
+    owner: bool = False        # took its shard
+    retiring: bool = False     # asked to drain and exit; its exit is no crash
+    kill_at: float = 0.0       # SIGKILL if still alive then (0 = not terminating)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+@dataclass
+class _Slot:
+    """Shard ``index``: its owner, the successor waiting to take over, and backoff."""
+
+    index: int
+    owner: Optional[_Proc] = None
+    successor: Optional[_Proc] = None
+    #: the owner runs an older configuration: start a successor for it
+    replace: bool = False
     restarts: int = 0
     next_spawn: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def heartbeat(self):
+        return self.owner.heartbeat if self.owner else None
 
 
 class Supervisor:
-    """Starts N workers, keeps them alive and hands them step refs.
+    """Starts N workers, keeps them alive, reloads them and hands them step refs.
 
     Parameters:
         conf(NfpConfig): validated configuration.
         on_notify(callable): ``(event_type, payload)`` for notifications workers emit.
-        services_factory(str): ``module:function`` that builds worker services.
+        app(Application): the handlers and services factory workers run.
     """
 
     def __init__(self, conf, on_notify: Optional[Callable[[str, dict], None]] = None,
-                 services_factory: str = "nfp.workers.lifecycle.services:build"):
+                 app=None):
         self.conf = conf
         self.n = conf.worker_count
         self.on_notify = on_notify or (lambda t, p: None)
-        self.services_factory = services_factory
+        self.app = app
         self.slots = [_Slot(i) for i in range(self.n)]
+        self.procs: dict[int, _Proc] = {}
+        self._procs_lock = threading.Lock()
         self._stop = threading.Event()
         self._router: Optional[threading.Thread] = None
+        self._reloading = False
         self.boot_error: Optional[str] = None
-        #: wall-clock time until which workers start no new steps (intake priority)
-        self.intake_busy = CTX.Value("d", 0.0, lock=False)
-        self._busy_since = 0.0
-        self._yield_until = 0.0
+        self.priority = IntakePriority(conf, CTX)
+        self.housekeeping = Housekeeping(conf)
+
+    @property
+    def intake_busy(self):
+        """The shared "no new steps before" time (see :mod:`nfp.engine.intake_priority`)."""
+        return self.priority.busy_until
+
+    def note_intake(self, batch_size: int) -> None:
+        """Called by the intake after each group commit (see :class:`IntakePriority`)."""
+        self.priority.note_intake(batch_size)
 
     # -- lifecycle --------------------------------------------------------
     def start(self, wait_ready: float = 60.0) -> None:
-        """Spawn every worker and wait until each has booted (BootError if one can't)."""
-        for slot in self.slots:
-            self._spawn(slot)
+        """Spawn every worker and wait until each owns its shard (BootError if one can't)."""
         self._router = threading.Thread(target=self._route, name="router", daemon=True)
         self._router.start()
         end = time.time() + wait_ready
-        while not all(s.ready for s in self.slots):
+        while not all(s.owner is not None for s in self.slots):
             self.check()
             if self.boot_error:
                 raise BootError(self.boot_error)
@@ -87,141 +138,204 @@ class Supervisor:
                 raise BootError("workers did not report ready in time")
             time.sleep(0.05)
 
+    def reload(self, conf) -> None:
+        """SIGHUP: start a successor per shard with ``conf``; :meth:`check` retires
+        each old worker once its successor is ready, then hands over the shard."""
+        self.conf = self.priority.conf = self.housekeeping.conf = conf
+        for slot in self.slots:
+            if slot.successor is not None:  # a reload during a reload: it never owned anything
+                self._terminate(slot.successor, retire=True)
+                slot.successor = None
+            slot.replace, slot.next_spawn = True, 0.0
+        self._reloading = True
+        LOG.info("reload: %d new workers are starting; each old worker drains and exits once "
+                 "its successor is ready, then the successor takes over its shard", self.n)
+
     def stop(self, timeout: float) -> None:
-        """Graceful: ask each worker to drain, then escalate SIGTERM → SIGKILL."""
+        """Graceful: every worker drains (SIGTERM); SIGKILL after ``timeout`` + grace."""
         self._stop.set()
-        for slot in self.slots:
-            self._send(slot, ("stop",))
-            if slot.process and slot.process.is_alive():
-                os.kill(slot.process.pid, signal.SIGTERM)
-        end = time.time() + timeout + 2
-        for slot in self.slots:
-            if slot.process:
-                slot.process.join(max(0.0, end - time.time()))
-                if slot.process.is_alive():
-                    LOG.warning("worker %d did not stop in time; killing it", slot.index)
-                    slot.process.kill()
-                    slot.process.join(2)
+        for proc in self._snapshot():
+            self._terminate(proc, retire=True)
+        end = time.time() + timeout + KILL_GRACE
+        for proc in self._snapshot():
+            proc.process.join(max(0.0, end - time.time()))
+            if proc.process.is_alive():
+                LOG.warning("worker %d (pid %d) did not drain in time; killing it; its "
+                            "unfinished steps resume from the database", proc.index, proc.pid)
+                proc.process.kill()
+                proc.process.join(2)
+        self.housekeeping.close()
 
     # -- supervision ------------------------------------------------------
-    def _spawn(self, slot: _Slot) -> None:
+    def _spawn(self, index: int) -> _Proc:
         in_r, in_w = CTX.Pipe(duplex=False)
         out_r, out_w = CTX.Pipe(duplex=False)
-        slot.heartbeat = CTX.Value("d", time.time(), lock=False)
-        args = worker_mod.WorkerArgs(slot.index, self.n, self.conf, in_r, out_w,
-                                     slot.heartbeat, self.services_factory, self.intake_busy)
-        proc = CTX.Process(target=worker_mod.main, args=(args,), name=f"nfp-worker-{slot.index}",
-                           daemon=False)
-        proc.start()
+        heartbeat = CTX.Value("d", time.time(), lock=False)
+        args = worker_mod.WorkerArgs(index, self.n, self.conf, in_r, out_w, heartbeat,
+                                     self.app, self.intake_busy)
+        process = CTX.Process(target=worker_mod.main, args=(args,), name=f"nfp-worker-{index}",
+                              daemon=False)
+        process.start()
         in_r.close()
         out_w.close()
-        with slot.lock:
-            for old in (slot.inbox, slot.outbox):
-                if old is not None:
-                    old.close()
-            slot.process, slot.inbox, slot.outbox = proc, in_w, out_r
-            slot.ready, slot.started = False, time.time()
-        LOG.info("worker %d started as pid %d", slot.index, proc.pid)
+        proc = _Proc(index, process, in_w, out_r, heartbeat, time.time())
+        with self._procs_lock:
+            self.procs[process.pid] = proc
+        LOG.info("worker %d started as pid %d; it takes its shard once booted", index, process.pid)
+        return proc
+
+    def check(self) -> None:
+        """Reap exited workers, escalate on hung ones, hand shards over, respawn with
+        backoff, purge old steps. Call periodically from the main loop."""
+        now = time.time()
+        for proc in self._snapshot():
+            if proc.process.is_alive():
+                self._check_alive(proc, now)
+            else:
+                self._reap(proc, now)
+        if self._stop.is_set():
+            return
+        for slot in self.slots:
+            self._advance(slot, now)
+        if self._reloading and not any(s.replace or s.owner is None for s in self.slots):
+            self._reloading = False
+            LOG.info("configuration reloaded: all %d workers run the new configuration", self.n)
+        self.housekeeping.tick(now)
+
+    def _check_alive(self, proc: _Proc, now: float) -> None:
+        if proc.kill_at:
+            if now >= proc.kill_at:
+                LOG.error("worker %d (pid %d) is still alive %.0f s after SIGTERM; sending "
+                          "SIGKILL; its open steps resume from the database",
+                          proc.index, proc.pid, KILL_GRACE)
+                proc.process.kill()
+                proc.kill_at = float("inf")  # once
+            return
+        timeout = self.conf.orchestrator.worker_heartbeat_timeout
+        if proc.owner and now - proc.heartbeat.value > timeout:
+            LOG.error("worker %d (pid %d) missed its heartbeat for %.0f s; sending SIGTERM, "
+                      "then SIGKILL in %.0f s; a new worker will take over its shard",
+                      proc.index, proc.pid, timeout, KILL_GRACE)
+            self._terminate(proc, retire=False, grace=KILL_GRACE)
+
+    def _reap(self, proc: _Proc, now: float) -> None:
+        proc.process.join(0)
+        code = proc.process.exitcode
+        with self._procs_lock:
+            self.procs.pop(proc.pid, None)
+        with proc.lock:  # the outbox is the router's to close, after the last message
+            proc.inbox.close()
+        slot = self.slots[proc.index]
+        if slot.owner is proc:
+            slot.owner = None
+        if slot.successor is proc:
+            slot.successor = None
+        self._write_pids()
+        if proc.retiring or self._stop.is_set():
+            LOG.info("worker %d (pid %d) retired (exit code %s)", proc.index, proc.pid, code)
+            return
+        if code == worker_mod.EXIT_BOOT_ERROR:
+            self.boot_error = f"worker {proc.index} failed to boot (exit code {code})"
+            LOG.critical("%s; halting instead of respawning in a loop", self.boot_error)
+            return
+        slot.restarts = 1 if now - proc.started > STABLE_AFTER else slot.restarts + 1
+        pause = backoff.delay(slot.restarts, RESPAWN_START, RESPAWN_MAX, jitter=0.2)
+        slot.next_spawn = now + pause
+        LOG.error("worker %d (pid %d) died with %s; respawning in %.1f s; its open steps "
+                  "resume from the database", proc.index, proc.pid,
+                  f"signal {-code}" if code and code < 0 else f"exit code {code}", pause)
+
+    def _advance(self, slot: _Slot, now: float) -> None:
+        """Move shard ``slot.index`` one step along: spawn → retire the old → take."""
+        if slot.successor is None:
+            if (slot.owner is None or slot.replace) and now >= slot.next_spawn:
+                slot.successor = self._spawn(slot.index)
+            return
+        successor = slot.successor
+        if successor is None or not successor.ready:
+            return
+        if slot.owner is not None:
+            if not slot.owner.retiring:
+                LOG.info("worker %d (pid %d) is ready; retiring pid %d, which drains its running "
+                         "steps (up to %.0f s) before pid %d takes the shard", slot.index,
+                         successor.pid, slot.owner.pid, self.conf.orchestrator.drain_timeout,
+                         successor.pid)
+                self._terminate(slot.owner, retire=True)
+            return
+        if any(p.index == slot.index and p is not successor for p in self._snapshot()):
+            return  # an earlier incarnation is still alive: it may still run steps
+        self._send(successor, ("take",))
+        successor.owner, slot.owner, slot.successor, slot.replace = True, successor, None, False
+        LOG.info("worker %d (pid %d) took shard %d of %d", slot.index, successor.pid,
+                 slot.index, self.n)
         self._write_pids()
 
+    def _terminate(self, proc: _Proc, retire: bool, grace: Optional[float] = None) -> None:
+        """SIGTERM (the worker drains); SIGKILL once ``grace`` has passed (by default
+        the drain timeout plus KILL_GRACE)."""
+        proc.retiring = proc.retiring or retire
+        if grace is None:
+            grace = (self.conf.orchestrator.drain_timeout if proc.owner else 0.0) + KILL_GRACE
+        proc.kill_at = time.time() + grace
+        try:
+            os.kill(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def _snapshot(self) -> list[_Proc]:
+        with self._procs_lock:
+            return list(self.procs.values())
+
     def _write_pids(self) -> None:
-        """``<state_dir>/workers.json``: the pid table, for operators and tests."""
+        """``<state_dir>/workers.json``: shard owners' pids, for operators and tests."""
         path = self.conf.state_path / "workers.json"
         try:
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({s.index: s.process.pid for s in self.slots if s.process}))
+            tmp.write_text(json.dumps({s.index: s.owner.pid for s in self.slots if s.owner}))
             tmp.replace(path)
         except OSError:
             pass
 
-    def check(self) -> None:
-        """Reap dead workers, kill hung ones, respawn with backoff. Call periodically."""
-        now = time.time()
-        for slot in self.slots:
-            proc = slot.process
-            if proc is None:
-                if now >= slot.next_spawn and not self._stop.is_set():
-                    self._spawn(slot)
-                continue
-            if proc.is_alive():
-                if slot.ready and now - slot.heartbeat.value > self.conf.orchestrator.worker_heartbeat_timeout:
-                    LOG.error("worker %d (pid %d) missed its heartbeat; killing it", slot.index, proc.pid)
-                    proc.kill()
-                continue
-            proc.join(0)
-            code = proc.exitcode
-            if self._stop.is_set():
-                continue
-            if code == worker_mod.EXIT_BOOT_ERROR:
-                self.boot_error = f"worker {slot.index} failed to boot (exit code {code})"
-                LOG.critical("%s; halting instead of respawning in a loop", self.boot_error)
-                continue
-            slot.restarts += 1
-            delay = min(30.0, 0.1 * 2 ** min(slot.restarts, 8)) * random.uniform(0.8, 1.2)
-            LOG.error("worker %d (pid %d) died with %s; respawning in %.1f s; its open steps "
-                      "resume from the database", slot.index, proc.pid,
-                      f"signal {-code}" if code and code < 0 else f"exit code {code}", delay)
-            slot.process, slot.next_spawn = None, now + delay
-
-    # -- intake priority ----------------------------------------------------
-    def note_intake(self, batch_size: int) -> None:
-        """Called after each group commit. A full batch means the broker holds a
-        backlog: workers then hold back new steps for a moment so the burst is
-        accepted (made durable) first. After ``intake_priority_max`` seconds of
-        continuous priority, execution gets a turn of a quarter of that."""
-        limit = self.conf.orchestrator.intake_priority_max
-        now = time.time()
-        if not limit or batch_size < self.conf.orchestrator.intake_priority_batch:
-            self._busy_since = 0.0
-            return
-        if now < self._yield_until:
-            return
-        if not self._busy_since:
-            self._busy_since = now
-        if now - self._busy_since > limit:
-            self._busy_since, self._yield_until = 0.0, now + limit / 4
-            self.intake_busy.value = 0.0
-            return
-        self.intake_busy.value = now + 0.5
-
     # -- routing ----------------------------------------------------------
     def dispatch(self, refs: list[Ref]) -> None:
-        """Hand committed steps to their workers (``key_hash % N``). Best effort:
-        a ref lost here is found by the worker's next rescan."""
+        """Hand committed steps to their shard's owner (``key_hash % N``). Best
+        effort: a ref lost here is found by the owner's rebuild or next rescan."""
         by_shard: dict[int, list[Ref]] = {}
         for ref in refs:
             by_shard.setdefault(ref.key_hash % self.n, []).append(ref)
         for shard, items in by_shard.items():
+            owner = self.slots[shard].owner
+            if owner is None:
+                continue
             for i in range(0, len(items), CHUNK):
-                self._send(self.slots[shard], ("dispatch", items[i:i + CHUNK]))
+                self._send(owner, ("dispatch", items[i:i + CHUNK]))
 
-    def _send(self, slot: _Slot, msg) -> None:
-        with slot.lock:
-            if slot.inbox is None:
-                return
+    def _send(self, proc: _Proc, msg) -> None:
+        with proc.lock:
             try:
-                slot.inbox.send(msg)
+                proc.inbox.send(msg)
             except (BrokenPipeError, OSError):
                 pass  # the worker is dead: its successor rescans the database
 
     def _route(self) -> None:
+        # This thread alone reads and closes outboxes; it keeps reading a reaped
+        # worker's outbox until EOF, so its last notifications are not lost.
+        watched: dict[Any, _Proc] = {}
         while not self._stop.is_set():
-            conns = {s.outbox: s for s in self.slots if s.outbox is not None}
-            for conn in mpc.wait(list(conns), timeout=0.2):
-                slot = conns[conn]
+            for proc in self._snapshot():
+                if not proc.outbox.closed:
+                    watched.setdefault(proc.outbox, proc)
+            for conn in mpc.wait(list(watched), timeout=0.2):
                 try:
                     msg = conn.recv()
                 except (EOFError, OSError):
-                    with slot.lock:
-                        if slot.outbox is conn:
-                            slot.outbox = None
+                    watched.pop(conn).outbox.close()
                     continue
-                self._on_message(slot, msg)
+                self._on_message(watched[conn], msg)
 
-    def _on_message(self, slot: _Slot, msg) -> None:
+    def _on_message(self, proc: _Proc, msg) -> None:
         if msg[0] == "ready":
-            slot.ready = True
-            slot.restarts = 0 if time.time() - slot.started > 60 else slot.restarts
+            proc.ready = True
         elif msg[0] == "notify":
             try:
                 self.on_notify(msg[1], msg[2])
@@ -229,4 +343,6 @@ class Supervisor:
                 LOG.exception("publishing notification %s failed; dropped", msg[1])
 
     def pids(self) -> dict[int, int]:
-        return {s.index: s.process.pid for s in self.slots if s.process and s.process.is_alive()}
+        """Live shard owners: ``{index: pid}``."""
+        return {s.index: s.owner.pid for s in self.slots
+                if s.owner and s.owner.process.is_alive()}

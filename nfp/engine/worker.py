@@ -1,13 +1,12 @@
 """A worker process: takes step refs from its inbox pipe and runs them.
 
-On boot it rebuilds its queue from the event table (every open step of its
-shard), so whatever was in flight when a worker or the whole daemon died is
+It boots as a standby; when the supervisor sends ``take`` it rebuilds its
+queue from the event table (every open step of its shard), so whatever was in flight when a worker or the whole daemon died is
 resumed. Signal handlers only set flags; the main loop acts on them.
 """
 from __future__ import annotations
 
 import ctypes
-import importlib
 import logging
 import os
 import signal
@@ -17,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from nfp import config as nfp_config
-from nfp.db.engine import make_engine, make_sessionmaker
-from nfp.engine import registry, store
+from nfp.engine import intake_priority, store
+from nfp.engine.app import Application
 from nfp.engine.executor import Executor, Result
 from nfp.engine.scheduler import KeyScheduler
 
@@ -42,7 +41,8 @@ class WorkerArgs:
     inbox: Any        # multiprocessing Connection, read end
     outbox: Any       # multiprocessing Connection, write end
     heartbeat: Any    # multiprocessing.Value('d')
-    services_factory: str = "nfp.workers.lifecycle.services:build"
+    #: the application whose steps this worker runs (its handlers and services)
+    app: Application = None  # type: ignore[assignment]
     #: multiprocessing.Value('d'): no new steps start before this wall-clock time
     intake_busy: Any = None
 
@@ -68,18 +68,22 @@ class Worker:
     # -- boot -------------------------------------------------------------
     def boot(self) -> None:
         conf = self.args.conf
-        registry.load_all()
-        self.engine = make_engine(conf.database_url, pool_size=conf.orchestrator.threads_per_worker)
-        self.sessionmaker = make_sessionmaker(self.engine)
-        module, _, attr = self.args.services_factory.partition(":")
-        self.services = getattr(importlib.import_module(module), attr)(conf, self.sessionmaker)
-        self.executor = Executor(self.sessionmaker, self.services, conf.orchestrator.max_attempts)
-        busy = self.args.intake_busy
+        app = self.args.app
+        # The services own this process's database engine, drivers and pools.
+        self.services = app.services(conf)
+        self.services.start()
+        self.sessionmaker = self.services.sessionmaker
+        self.executor = Executor(self.sessionmaker, self.services, conf.orchestrator.max_attempts,
+                                 registry=app.registry())
         self.scheduler = KeyScheduler(self.executor, conf.orchestrator.threads_per_worker,
                                       on_result=self._publish,
                                       default_deadline=conf.orchestrator.step_deadline,
-                                      gate=(lambda: time.time() >= busy.value) if busy is not None
-                                      else None)
+                                      gate=intake_priority.worker_gate(self.args.intake_busy))
+        self.owns_shard = False
+
+    def take_shard(self) -> None:
+        """The supervisor's go-ahead (its previous owner has exited): rebuild the
+        shard's queue from the event table and start running its steps."""
         with self.sessionmaker.begin() as session:
             # Anything still pending in our shard may have been running when the
             # previous incarnation died: count that as an attempt.
@@ -88,7 +92,8 @@ class Worker:
             for chunk in range(0, len(ids), 500):
                 store.claim(session, ids[chunk:chunk + 500])
         self.scheduler.offer(refs)
-        LOG.info("worker %d/%d ready with %d open steps from the database",
+        self.owns_shard = True
+        LOG.info("worker %d/%d took its shard with %d open steps from the database",
                  self.args.index, self.args.shards, len(refs))
 
     # -- loop -------------------------------------------------------------
@@ -118,17 +123,26 @@ class Worker:
         drained = self.scheduler.drain(self.args.conf.orchestrator.drain_timeout)
         LOG.info("worker %d stopped (%s); unfinished steps stay in the database",
                  self.args.index, "drained" if drained else "drain timed out")
-        self.scheduler.close()
         return EXIT_OK
+
+    def close(self) -> None:
+        """Stop the thread pool, then the services (drivers' pools and sessions, then
+        the database engine). Runs on every exit path, including a lost listener."""
+        self.scheduler.close()
+        self.services.stop()
 
     def _handle(self, msg) -> None:
         kind = msg[0]
         if kind == "dispatch":
             self.scheduler.offer(msg[1])
+        elif kind == "take":
+            self.take_shard()
         elif kind == "stop":
             self.stopping = True
 
     def _rescan(self) -> None:
+        if not self.owns_shard:  # a standby must not touch the shard its predecessor runs
+            return
         try:
             with self.sessionmaker() as session:
                 refs = store.open_refs(session, self.args.index, self.args.shards)
@@ -155,10 +169,7 @@ class Worker:
 def main(args: WorkerArgs) -> None:
     """Process entry point (multiprocessing target)."""
     _die_with_parent()
-    if args.conf.orchestrator.worker_nice:
-        # Intake first: under a burst the listener's durable accept keeps the CPU it
-        # needs, and the accepted backlog (safe in the database) is worked off after.
-        os.nice(args.conf.orchestrator.worker_nice)
+    intake_priority.lower_worker_priority(args.conf)  # see nfp.engine.intake_priority
     from nfp import logs
     logs.setup(args.conf, f"worker-{args.index}")
     worker = Worker(args)
@@ -167,5 +178,8 @@ def main(args: WorkerArgs) -> None:
     except Exception:
         LOG.exception("worker %d failed to boot; the daemon will halt", args.index)
         os._exit(EXIT_BOOT_ERROR)
-    code = worker.run()
+    try:
+        code = worker.run()
+    finally:
+        worker.close()
     os._exit(code)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-from nfp.rpc.types import IncomingRequest, Outcome
+from nfp.rpc.types import IncomingRequest, Reply
 
 LOG = logging.getLogger(__name__)
 
@@ -44,16 +44,16 @@ class FunctionDispatcher:
         """True if ``method`` was declared a read."""
         return method in self.reads
 
-    def handle_mutations(self, requests: list[IncomingRequest]) -> list[Outcome]:
+    def handle_mutations(self, requests: list[IncomingRequest]) -> list[Reply]:
         """Call each function in order; one request's error does not affect the others."""
         return [self._call(r) for r in requests]
 
-    def handle_read(self, request: IncomingRequest) -> Outcome:
+    def handle_read(self, request: IncomingRequest) -> Reply:
         """Call the read function."""
         return self._call(request)
 
-    def _call(self, request: IncomingRequest) -> Outcome:
+    def _call(self, request: IncomingRequest) -> Reply:
         try:
-            return Outcome(result=self.functions[request.method](request.context, **request.args))
+            return Reply(result=self.functions[request.method](request.context, **request.args))
         except Exception as exc:  # becomes the caller's RemoteError
-            return Outcome(error=exc)
+            return Reply(error=exc)

@@ -25,11 +25,12 @@ from typing import Callable, Optional
 
 from sqlalchemy import exc as sa_exc
 
+from nfp import backoff as retry_policy
 from nfp.rpc.counters import Counters
 from nfp.rpc.delivery import Delivery
 from nfp.rpc.errors import describe
 from nfp.rpc.ratelimit import RateLimitedLog
-from nfp.rpc.types import Dispatcher, Outcome
+from nfp.rpc.types import Dispatcher, Reply
 
 LOG = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def backoff(attempt: int) -> float:
-    """Seconds to wait before retry number ``attempt`` (1-based)."""
-    return min(BACKOFF_MAX, BACKOFF_START * (2 ** max(0, attempt - 1)))
+    """Seconds to wait before retry number ``attempt`` (1-based): nfp's one
+    exponential policy (:mod:`nfp.backoff`) between BACKOFF_START and BACKOFF_MAX."""
+    return retry_policy.delay(attempt, BACKOFF_START, BACKOFF_MAX)
 
 
 class Intake:
@@ -70,7 +72,7 @@ class Intake:
         max_attempts(int): failures of one request alone before it is dropped.
     """
 
-    def __init__(self, dispatcher: Dispatcher, settle: Callable[[Delivery, Outcome], None],
+    def __init__(self, dispatcher: Dispatcher, settle: Callable[[Delivery, Reply], None],
                  drop: Callable[[Delivery, BaseException], None], max_batch: int,
                  max_attempts: int = DEFAULT_MAX_ATTEMPTS, counters: Optional[Counters] = None):
         self.dispatcher = dispatcher
@@ -165,7 +167,7 @@ class Intake:
                 self.settle(delivery, outcome)
             return
 
-    def _handle(self, batch: list[Delivery]) -> list[Outcome]:
+    def _handle(self, batch: list[Delivery]) -> list[Reply]:
         outcomes = self.dispatcher.handle_mutations([d.request for d in batch])
         if len(outcomes) != len(batch):
             raise RuntimeError(f"handle_mutations returned {len(outcomes)} outcomes "

@@ -5,7 +5,9 @@ Threads, each with one job (the dramatiq / oslo pattern):
 - the **consumer** owns the consuming connection. It declares the oslo
   topology, decodes and checks each delivery, routes it, and is the only
   thread that acks or rejects. Others hand settlements back through a queue
-  that it applies between short ``drain_events`` waits;
+  that it applies between short ``drain_events`` waits. Reconnection is
+  kombu's: ``ConsumerMixin`` restarts consuming after a connection error and
+  ``Connection.ensure_connection`` waits for the broker;
 - the **intake** (:mod:`nfp.rpc.intake`) group-commits mutations;
 - the **read pool** (:mod:`nfp.rpc.reads`) answers queries;
 - the **publisher** (:mod:`nfp.rpc.publisher`) owns a second connection and
@@ -16,6 +18,7 @@ it; reads and refused messages are acked once answered.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import queue
@@ -24,8 +27,9 @@ import threading
 import time
 from typing import Any, Mapping, Optional
 
-from kombu import Consumer
+from kombu.mixins import ConsumerMixin
 
+from nfp import backoff
 from nfp.config import NfpConfig
 from nfp.rpc import admission, codec, topology
 from nfp.rpc.acks import ACK, REJECT, AckTracker
@@ -38,7 +42,7 @@ from nfp.rpc.publisher import Publisher
 from nfp.rpc.ratelimit import RateLimitedLog
 from nfp.rpc.reads import ReadPool
 from nfp.rpc.transport import AMQP_HEARTBEAT, connection_for, is_virtual
-from nfp.rpc.types import Dispatcher, Outcome
+from nfp.rpc.types import Dispatcher, Reply
 
 LOG = logging.getLogger(__name__)
 
@@ -46,14 +50,14 @@ LOG = logging.getLogger(__name__)
 DRAIN_TIMEOUT = 0.02
 #: during a burst, mutations reach the intake in groups at most this far apart (seconds)
 HANDOFF_LINGER = 0.002
-#: reconnect backoff bounds, seconds
+#: kombu's reconnect pauses: the first, the step added per retry and the ceiling, seconds
 RECONNECT_START = 0.5
 RECONNECT_MAX = 15.0
 #: seconds between AMQP heartbeat checks
 HEARTBEAT_CHECK_EVERY = 1.0
 
 
-class RpcListener:
+class RpcListener(ConsumerMixin):
     """Consumes ``topics`` the way an oslo RPC server does and serves them with
     ``dispatcher``.
 
@@ -150,65 +154,101 @@ class RpcListener:
         """Publish an oslo notification (thread-safe; see :class:`Publisher`)."""
         self.publisher.publish_notification(event_type, payload, priority, context)
 
-    # -- consumer thread: connection management --------------------------------
+    # -- consumer thread: connection management (kombu's ConsumerMixin) -------------
+    # kombu reconnects: ``ConsumerMixin.run`` restarts ``consume`` after a
+    # connection or channel error, and ``establish_connection`` below waits for
+    # the broker with ``Connection.ensure_connection``. The hooks only keep the
+    # listener's own state (ack generation, readiness, counters) in step.
+    @property
+    def should_stop(self) -> bool:  # read by ConsumerMixin's loops
+        return self._stop_consuming.is_set()
+
     def _run(self) -> None:
+        # never connected: ConsumerMixin reads its error classes, and
+        # establish_connection opens a fresh connection for every attempt
+        self.connection = connection_for(self.url, self.conf, heartbeat=AMQP_HEARTBEAT)
+        failures = 0
         try:
-            self._connect_and_serve()
+            while not self.should_stop:
+                try:
+                    self.run()
+                except _Stopping:
+                    return
+                except Exception as exc:  # not a broker error: a bug must not end intake
+                    self._ready.clear()
+                    failures += 1
+                    pause = backoff.delay(failures, RECONNECT_START, RECONNECT_MAX)
+                    LOG.exception("RPC consumer failed (%s); unacked requests return to the "
+                                  "queue; starting it again in %.1f s.", describe(exc), pause)
+                    self._stop_consuming.wait(pause)
         finally:
             self._delivering_stopped.set()
+            self.connection.release()
 
-    def _connect_and_serve(self) -> None:
-        attempt = 0
-        while not self._stop_consuming.is_set():
-            conn = connection_for(self.url, self.conf, heartbeat=AMQP_HEARTBEAT)
-            try:
-                conn.connect()
-                attempt = 0
-                self._serve(conn)
-                return
-            except Exception as exc:  # connection lost or declare refused: retry
-                self._ready.clear()
-                attempt += 1
-                self.counters.add("reconnects")
-                delay = min(RECONNECT_MAX, RECONNECT_START * 2 ** (attempt - 1))
-                self._ratelog.log(logging.ERROR, "consume", "RPC consumer connection failed (%s); "
-                                  "unacked requests return to the queue; reconnecting in %.1f s.",
-                                  describe(exc), delay)
-                self._stop_consuming.wait(delay)
-            finally:
-                _release(conn)
+    @contextlib.contextmanager
+    def establish_connection(self):
+        """A connected consuming connection; kombu retries until the broker answers
+        (or :meth:`stop` is called), pausing ``RECONNECT_START`` growing to ``RECONNECT_MAX``."""
+        self._ready.clear()
+        if self._generation:
+            LOG.warning("RPC consumer lost its broker connection; its unacked requests return "
+                        "to the queue and are redelivered; reconnecting.")
+        with connection_for(self.url, self.conf, heartbeat=AMQP_HEARTBEAT) as conn:
+            conn.ensure_connection(errback=self.on_connection_error, max_retries=None,
+                                   interval_start=RECONNECT_START, interval_step=RECONNECT_START,
+                                   interval_max=RECONNECT_MAX, callback=self._abort_if_stopping)
+            self.consumer_connection = conn
+            yield conn
 
-    def _serve(self, conn) -> None:
-        self.consumer_connection = conn
+    def _abort_if_stopping(self) -> None:
+        if self.should_stop:
+            raise _Stopping()
+
+    def on_connection_error(self, exc, interval) -> None:
+        self._ratelog.log(logging.ERROR, "consume", "RPC consumer cannot reach the broker (%s); "
+                          "unacked requests stay queued there; retrying in %.1f s.",
+                          describe(exc), interval)
+
+    def on_connection_revived(self) -> None:
+        conn = self.consumer_connection
+        if self._generation:
+            self.counters.add("reconnects")
         self._recoverable = conn.connection_errors + conn.channel_errors
         # a new generation before the first basic.consume: deliveries already
-        # arrive while later consumers wait for their consume-ok
+        # arrive while later consumers wait for their consume-ok; acks of the
+        # lost connection's deliveries are skipped (the broker redelivers those)
         self._generation += 1
         self._acks = AckTracker(multiple=not is_virtual(conn))
-        channel = conn.channel()
         if self._served is None:  # the same names on every reconnect, as oslo does
             self._served = [topology.server_queues(self.conf, topic, stable_fanout=is_virtual(conn))
                             for topic in self.topics]
-        served = self._served
+
+    def get_consumers(self, Consumer, channel) -> list:
         consumers = []
-        for group in served:
+        for group in self._served:
             for q in group.queues:
                 q(channel).declare()
-            consumer = Consumer(channel, group.queues, no_ack=False, auto_declare=False,
-                                prefetch_count=self.conf.transport.prefetch,
-                                on_message=functools.partial(self._on_message, group.topic))
-            consumer.consume()
-            consumers.append(consumer)
+            consumers.append(Consumer(group.queues, no_ack=False, auto_declare=False,
+                                      prefetch_count=self.conf.transport.prefetch,
+                                      on_message=functools.partial(self._on_message, group.topic)))
+        return consumers
+
+    def on_consume_ready(self, connection, channel, consumers, **kwargs) -> None:
         self._ready.set()
         self._ratelog.clear("consume")
         LOG.info("RPC listener consuming %s on exchange %s as server %s.",
                  ", ".join(self.topics), self.conf.transport.control_exchange, self.conf.rpc.host)
-        self._consume(conn)
-        self._drain_and_close(conn, consumers, served)
+
+    def consume(self, *args, **kwargs):
+        """ConsumerMixin's consume with nfp's own drain loop: acks are applied
+        between short drains and mutations are handed to the intake in groups."""
+        with self.consumer_context() as (conn, _channel, _consumers):
+            self._consume(conn)
+            yield
 
     def _consume(self, conn) -> None:
         next_check = time.monotonic() + HEARTBEAT_CHECK_EVERY
-        while not self._stop_consuming.is_set():
+        while not self.should_stop:
             self._apply_settlements()
             try:
                 conn.drain_events(timeout=HANDOFF_LINGER if self._handoff else DRAIN_TIMEOUT)
@@ -228,14 +268,14 @@ class RpcListener:
             self._handoff = []
         self._handed_off_at = time.monotonic()
 
-    def _drain_and_close(self, conn, consumers: list, served: list) -> None:
-        for consumer in consumers:
-            consumer.cancel()
+    def on_consume_end(self, conn, channel) -> None:
+        """A stop (not a lost connection): the consumers are cancelled; settle
+        what is in flight, then remove the private fanout queues."""
         self._delivering_stopped.set()
         while self._in_flight > 0 and not self._abandon.is_set():
             self._apply_settlements(wait=0.05)
         self._apply_settlements()
-        for group in served:
+        for group in self._served:
             try:
                 fanout = group.fanout(conn.default_channel)
                 fanout.purge()
@@ -318,7 +358,7 @@ class RpcListener:
         self.counters.add("acked")
 
     # -- settlements: any thread hands over, the consumer thread applies ---------------
-    def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
+    def _settle(self, delivery: Delivery, outcome: Reply) -> None:
         request = delivery.request
         self.publisher.reply(request, outcome)
         if outcome.error is not None and not request.is_call:
@@ -331,7 +371,7 @@ class RpcListener:
         poison = PoisonMessage(request.method, delivery.attempts, exc)
         LOG.error("Dropped %s (msg_id %s, unique_id %s): %s", request.method, request.msg_id,
                   request.unique_id, poison)
-        self.publisher.reply(request, Outcome(error=poison))
+        self.publisher.reply(request, Reply(error=poison))
         self._settlements.put((REJECT, delivery))
 
     def _apply_settlements(self, wait: Optional[float] = None) -> None:
@@ -357,12 +397,10 @@ class RpcListener:
             self.counters.add("rejected", rejected)
 
 
+class _Stopping(Exception):
+    """Raised from kombu's reconnect wait when :meth:`RpcListener.stop` is called."""
+
+
 def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
-
-def _release(conn) -> None:
-    try:
-        conn.release()
-    except Exception:  # closing a broken connection may raise again
-        LOG.debug("Error while closing the consumer connection", exc_info=True)

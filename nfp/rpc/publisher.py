@@ -23,7 +23,7 @@ from nfp.rpc.counters import Counters
 from nfp.rpc.errors import describe
 from nfp.rpc.ratelimit import RateLimitedLog
 from nfp.rpc.transport import connection_for, is_virtual
-from nfp.rpc.types import IncomingRequest, Outcome
+from nfp.rpc.types import IncomingRequest, Reply
 
 LOG = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Publisher:
             self._thread.join(timeout)
 
     # -- called from any thread ----------------------------------------------
-    def reply(self, request: IncomingRequest, outcome: Outcome) -> None:
+    def reply(self, request: IncomingRequest, outcome: Reply) -> None:
         """Send the final reply of a call (nothing for a cast)."""
         if not request.is_call:
             return

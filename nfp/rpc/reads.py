@@ -14,7 +14,7 @@ from typing import Callable, Optional
 from nfp.rpc.counters import Counters
 from nfp.rpc.delivery import Delivery
 from nfp.rpc.errors import describe
-from nfp.rpc.types import Dispatcher, Outcome
+from nfp.rpc.types import Dispatcher, Reply
 
 LOG = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class ReadPool:
         size(int): threads (``rpc.read_threads``).
     """
 
-    def __init__(self, dispatcher: Dispatcher, settle: Callable[[Delivery, Outcome], None],
+    def __init__(self, dispatcher: Dispatcher, settle: Callable[[Delivery, Reply], None],
                  size: int, counters: Optional[Counters] = None):
         self.dispatcher = dispatcher
         self.settle = settle
@@ -65,13 +65,13 @@ class ReadPool:
                 return
             self.settle(delivery, self._serve(delivery))
 
-    def _serve(self, delivery: Delivery) -> Outcome:
+    def _serve(self, delivery: Delivery) -> Reply:
         request = delivery.request
         try:
             outcome = self.dispatcher.handle_read(request)
         except Exception as exc:  # the dispatcher's bug must not kill the pool
             LOG.warning("Read %s (msg_id %s) failed (%s); the caller gets the error.",
                         request.method, request.msg_id, describe(exc))
-            outcome = Outcome(error=exc)
+            outcome = Reply(error=exc)
         self.counters.add("reads")
         return outcome

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 import uuid
@@ -168,13 +167,6 @@ def _filesystem_connection(url: str, conf: NfpConfig) -> kombu.Connection:
     }
     return kombu.Connection("filesystem://", transport=FilesystemTransport,
                             transport_options=options)
-
-
-def reset_filesystem_bus(url: str) -> None:
-    """Delete every queued message and binding of a filesystem bus (tests, ``nfp db reset``)."""
-    path = url[len("filesystem://"):]
-    if url.startswith("filesystem://") and path.startswith("/"):
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _amqp_urls(url: str) -> str:

@@ -29,7 +29,7 @@ class IncomingRequest:
 
 
 @dataclass
-class Outcome:
+class Reply:
     """The answer to one request: ``result`` or ``error`` (an exception)."""
 
     result: Any = None
@@ -49,6 +49,6 @@ class Dispatcher(Protocol):
 
     def is_read(self, topic: str, method: str) -> bool: ...
 
-    def handle_mutations(self, requests: list[IncomingRequest]) -> list[Outcome]: ...
+    def handle_mutations(self, requests: list[IncomingRequest]) -> list[Reply]: ...
 
-    def handle_read(self, request: IncomingRequest) -> Outcome: ...
+    def handle_read(self, request: IncomingRequest) -> Reply: ...

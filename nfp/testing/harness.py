@@ -19,6 +19,7 @@ from typing import Any, Optional
 import yaml
 
 from nfp import config as nfp_config
+from nfp.flows import NFStatus
 
 
 class HarnessError(RuntimeError):
@@ -148,14 +149,14 @@ class Harness:
             self.client.close()
 
     # -- helpers ---------------------------------------------------------------
-    def wait_for_status(self, nf_id: str, status: str = "ACTIVE", timeout: float = 60) -> dict:
+    def wait_for_status(self, nf_id: str, status: str = NFStatus.ACTIVE, timeout: float = 60) -> dict:
         """Poll until the NF reaches ``status``; raise on ERROR or timeout."""
         end, last = time.time() + timeout, None
         while time.time() < end:
             last = self.client.get_network_function(nf_id)
             if last and last["status"] == status:
                 return last
-            if last and last["status"] == "ERROR" and status != "ERROR":
+            if last and last["status"] == NFStatus.ERROR and status != NFStatus.ERROR:
                 raise HarnessError(f"NF {nf_id} went to ERROR: {last['status_description']}")
             time.sleep(0.1)
         raise HarnessError(f"NF {nf_id} not {status} after {timeout} s: {last}")

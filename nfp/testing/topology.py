@@ -352,7 +352,10 @@ class NetnsLab:
         from nfp.drivers.config.linux import LinuxConfigDriver
         from nfp.drivers.device.netns import NetnsDeviceDriver
 
+        from nfp.db import migrate
+
         self.conf = NfpConfig(state_dir=str(state_dir))
+        migrate.upgrade(self.conf.database_url)  # the linux driver records its rules there
         self.devices = NetnsDeviceDriver(self.conf, netns_options or {})
         self.config = LinuxConfigDriver(self.conf, {})
         self.topo = Topology(tag)

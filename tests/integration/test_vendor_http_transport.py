@@ -12,14 +12,17 @@ import threading
 import urllib.parse
 
 import pytest
+import urllib3
+import urllib3.connection
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from nfp.drivers.config.dictionary import connpool
 from nfp.drivers.config.dictionary.errors import TransportError
-from nfp.drivers.config.dictionary.http import AuthMaterial, HttpEndpoint, HttpTransport
+from nfp.drivers.config.dictionary.http import (MAX_RETRY_AFTER, AuthMaterial, HttpEndpoint, HttpTransport,
+                                                retry_policy)
+from nfp.drivers.config.dictionary.pacing import TokenBucket
 from nfp.drivers.config.dictionary.render import HttpRequest
 from nfp.testing.simulators.pfsense import PfSenseSimulator
 
@@ -70,8 +73,9 @@ def test_a_pinned_fingerprint_replaces_the_ca_and_a_wrong_one_is_refused(sim):
 
 def test_requests_reuse_one_kept_alive_connection(sim, monkeypatch):
     connects = []
-    original = connpool.TlsConnection.connect
-    monkeypatch.setattr(connpool.TlsConnection, "connect", lambda self: (connects.append(1), original(self))[1])
+    original = urllib3.connection.HTTPSConnection.connect
+    monkeypatch.setattr(urllib3.connection.HTTPSConnection, "connect",
+                        lambda self: (connects.append(1), original(self))[1])
     transport = _transport(sim, ca_file=sim.cert.cert_path)
     for _ in range(20):
         assert transport.send(_post(), AUTH).status == 200
@@ -209,3 +213,31 @@ def test_a_certificate_for_another_name_is_refused_even_from_a_trusted_ca(tmp_pa
         transport.send(_post(), AUTH)
     assert "TLS verification failed" in str(info.value) and "127.0.0.1" in str(info.value)
     assert _Recorder.seen == []
+
+
+# -- the retry policy itself: nfp's backoff, Retry-After capped, pacing; nothing sleeps ----
+
+def _answer(status: int, **headers) -> urllib3.HTTPResponse:
+    return urllib3.HTTPResponse(body=b"", headers=headers, status=status, preload_content=False)
+
+
+def test_retry_after_is_capped_and_an_unreadable_one_falls_back_to_the_backoff(monkeypatch):
+    slept: list = []
+    monkeypatch.setattr("urllib3.util.retry.time.sleep", slept.append)
+    waits: list = []
+    bucket = TokenBucket(1.0, burst=1.0, clock=lambda: 0.0, sleep=waits.append)
+    retry = retry_policy(HttpEndpoint("device.example", 443, retries=3, backoff=0.5), bucket)
+    busy = _answer(503, **{"Retry-After": "120"})
+    assert retry.is_retry("GET", 503, True) and not retry.is_retry("POST", 503, True)
+    retry = retry.increment("GET", "/api", response=busy)
+    retry.sleep(busy)
+    assert slept == [MAX_RETRY_AFTER]                                     # the device asked for 120 s
+    retry.sleep(_answer(503, **{"Retry-After": "soon"}))
+    assert 0.5 <= slept[-1] <= 0.5 * 1.2                                  # nfp's first backoff step
+    assert len(waits) == 1                                                # the second retry waited for a token
+
+
+def test_a_tls_failure_is_never_retried():
+    retry = retry_policy(HttpEndpoint("device.example", 443, retries=3))
+    with pytest.raises(urllib3.exceptions.MaxRetryError):
+        retry.increment("GET", "/api", error=urllib3.exceptions.SSLError("CERTIFICATE_VERIFY_FAILED"))

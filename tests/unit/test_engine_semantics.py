@@ -13,9 +13,11 @@ from nfp.db.models import Event
 from nfp.engine import store
 from nfp.engine.events import EventSpec, Graph, done, fail, poll, wait
 from nfp.engine.executor import Executor
-from nfp.engine.registry import handler
+from nfp.engine.registry import Registry
 from nfp.engine.scheduler import KeyScheduler
 
+REGISTRY = Registry()
+handler = REGISTRY.handler
 FAILURES: list[tuple[str, str]] = []
 RELEASE = threading.Event()
 
@@ -64,7 +66,7 @@ def env(tmp_path):
     migrate.upgrade(conf.database_url)
     engine = make_engine(conf.database_url)
     sm = make_sessionmaker(engine)
-    sched = KeyScheduler(Executor(sm, None), threads=4)
+    sched = KeyScheduler(Executor(sm, None, registry=REGISTRY), threads=4)
     stop = sched.run_timers_in_background()
     FAILURES.clear()
     yield sm, sched
@@ -139,6 +141,6 @@ def test_cancelled_step_never_runs(env):
     with sm.begin() as s:
         ref = store.add(s, [EventSpec("test.ok", "s5")])[0]
         assert store.cancel_scope(s, "s5") == 1
-    result = Executor(sm, None).run(ref.id)
+    result = Executor(sm, None, registry=REGISTRY).run(ref.id)
     assert result.dropped == "not open"
     assert _row(sm, ref.id).status == "cancelled"

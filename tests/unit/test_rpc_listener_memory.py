@@ -23,7 +23,7 @@ from nfp.rpc import codec, topology
 from nfp.rpc.client import MessagingTimeout, RemoteError, RpcClient
 from nfp.rpc.listener import RpcListener
 from nfp.rpc.transport import connection_for
-from nfp.rpc.types import IncomingRequest, Outcome
+from nfp.rpc.types import IncomingRequest, Reply
 
 TOPIC = "nfp-test"
 WAIT = 20.0
@@ -50,10 +50,10 @@ class Recorder:
     def is_read(self, topic, method):
         return method in {"echo", "whoami"}
 
-    def handle_read(self, request: IncomingRequest) -> Outcome:
+    def handle_read(self, request: IncomingRequest) -> Reply:
         if request.method == "whoami":
-            return Outcome(result={"pid": os.getpid(), "thread": threading.current_thread().name})
-        return Outcome(result=request.args["x"])
+            return Reply(result={"pid": os.getpid(), "thread": threading.current_thread().name})
+        return Reply(result=request.args["x"])
 
     def handle_mutations(self, requests):
         self.entered.set()
@@ -70,11 +70,11 @@ class Recorder:
             if r.method == "slow":
                 time.sleep(r.args["s"])
             if r.method == "needs_x":
-                outcomes.append(Outcome(error=TypeError("needs_x() missing 1 required argument: 'x'"))
-                                if "x" not in r.args else Outcome(result=r.args["x"]))
+                outcomes.append(Reply(error=TypeError("needs_x() missing 1 required argument: 'x'"))
+                                if "x" not in r.args else Reply(result=r.args["x"]))
                 continue
             self.done.append(r.args.get("v"))
-            outcomes.append(Outcome(result={"stored": r.args.get("v")}))
+            outcomes.append(Reply(result={"stored": r.args.get("v")}))
         return outcomes
 
 

@@ -6,6 +6,11 @@ drivers inside the worker process: each ``config[]`` element is validated with
 ``(service_type, service_vendor)`` under the ``nfp.config_drivers`` entry point.
 REST and proxy clients (to a remote ``nfp-configurator``) implement the same
 interface.
+
+:meth:`ConfiguratorClient.diff` is the read-only twin of ``configure``: the
+structured diff of each element against the device (the convergence core's
+compare), changing nothing. The direct client owns the drivers it creates and
+forwards ``setup``/``start``/``stop`` to them.
 """
 from __future__ import annotations
 
@@ -16,8 +21,10 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Optional
 
-from nfp.drivers.config.base import (ConfigDriver, ConfigRequest, ConfigResult,
+from nfp.drivers.component import DriverContext
+from nfp.drivers.config.base import (ConfigDriver, ConfigError, ConfigRequest, ConfigResult,
                                      ConfigStatus, DeviceTarget)
+from nfp.drivers.config.core import Diff
 from nfp.resources import ResourceError, parse_resource
 
 LOG = logging.getLogger(__name__)
@@ -42,6 +49,13 @@ class ConfiguratorClient(abc.ABC):
                   tenant_id: Optional[str] = None) -> ConfigOutcome:
         """Apply ``config`` (``[{'resource', 'resource_data'}]``) with ``operation``."""
 
+    def diff(self, service_type: str, config: list[dict], device: DeviceTarget,
+             nf_id: Optional[str] = None) -> list[Diff]:
+        """One :class:`~nfp.drivers.config.core.Diff` per element of ``config``: what
+        the device lacks, has differently or has extra. The device is not changed.
+        Raises ConfigError naming the element's field when one is invalid."""
+        raise NotImplementedError(f"{type(self).__name__} cannot compare")
+
 
 def find_driver_class(service_type: str, vendor: str):
     """The entry point for ``service_type:vendor``, else ``*:vendor``; None if neither."""
@@ -57,6 +71,39 @@ class DirectConfiguratorClient(ConfiguratorClient):
         self.conf = conf
         self._drivers: dict[tuple[str, str], ConfigDriver] = {}
         self._lock = threading.Lock()
+        self._context: Optional[DriverContext] = None
+        self._started = False
+
+    # -- lifecycle: forwarded to every driver this client created ---------------
+    def setup(self, context: DriverContext) -> None:
+        """Hand ``context`` to every driver, now and as they are created."""
+        with self._lock:
+            self._context = context
+            drivers = list(self._drivers.values())
+        for driver in drivers:
+            driver.setup(context)
+
+    def start(self) -> None:
+        """Start every driver, now and as they are created."""
+        with self._lock:
+            self._started = True
+            drivers = list(self._drivers.values())
+        for driver in drivers:
+            driver.start()
+
+    def stop(self) -> None:
+        """Stop (close) every driver and forget it; a later call creates fresh ones.
+        Idempotent; one driver failing to stop does not keep the others open."""
+        with self._lock:
+            drivers, self._drivers = list(self._drivers.values()), {}
+            self._started = False
+        for driver in drivers:
+            try:
+                driver.stop()
+            except Exception:  # noqa: BLE001 - the rest must still be closed
+                LOG.exception("config driver %s did not stop cleanly; continuing", type(driver).__name__)
+
+    close = stop
 
     def driver(self, service_type: str, vendor: str) -> ConfigDriver:
         vendor = self.conf.configurator.vendor_aliases.get(vendor, vendor) if self.conf else vendor
@@ -68,19 +115,21 @@ class DirectConfiguratorClient(ConfiguratorClient):
                     raise LookupError(f"no config driver for service_type={service_type!r} "
                                       f"service_vendor={vendor!r} (entry point group {GROUP})")
                 options = (self.conf.config_drivers.get(vendor, {}) if self.conf else {})
-                self._drivers[key] = cls(self.conf, options)
+                driver = cls(self.conf, options)
+                if self._context is not None:
+                    driver.setup(self._context)
+                if self._started:
+                    driver.start()
+                self._drivers[key] = driver
             return self._drivers[key]
 
     def configure(self, operation, service_type, config, device, nf_id=None, tenant_id=None):
         results = []
         for index, element in enumerate(config):
-            resource = element.get("resource") if isinstance(element, dict) else None
             try:
-                parsed = parse_resource(resource, element.get("resource_data"),
-                                        prefix=f"config[{index}].resource_data")
+                resource, data = _parsed(index, element)
             except ResourceError as exc:
                 return ConfigOutcome(False, str(exc), results)
-            data = parsed.model_dump(mode="json") if hasattr(parsed, "model_dump") else parsed
             try:
                 driver = self.driver(service_type, device.service_vendor)
                 result = driver.apply(ConfigRequest(operation, service_type, resource, data,
@@ -95,3 +144,24 @@ class DirectConfiguratorClient(ConfiguratorClient):
                 LOG.info("NF %s: resource %s not handled by the %s driver; skipped",
                          nf_id, resource, device.service_vendor)
         return ConfigOutcome(True, None, results)
+
+    def diff(self, service_type, config, device, nf_id=None):
+        diffs = []
+        for index, element in enumerate(config):
+            try:
+                resource, data = _parsed(index, element)
+            except ResourceError as exc:
+                raise ConfigError(str(exc)) from None
+            driver = self.driver(service_type, device.service_vendor)
+            found = driver.diff(ConfigRequest("update", service_type, resource, data, device, nf_id))
+            diffs.append(found if found is not None else Diff(
+                resource, compared=False, note=f"the {device.service_vendor} driver does not compare {resource}"))
+        return diffs
+
+
+def _parsed(index: int, element) -> tuple:
+    """``(resource, resource_data as JSON-ready data)``, validated; ResourceError names the field."""
+    resource = element.get("resource") if isinstance(element, dict) else None
+    parsed = parse_resource(resource, element.get("resource_data") if isinstance(element, dict) else None,
+                            prefix=f"config[{index}].resource_data")
+    return resource, parsed.model_dump(mode="json") if hasattr(parsed, "model_dump") else parsed

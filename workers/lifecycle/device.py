@@ -1,132 +1,98 @@
-"""The network function device (NFD) state machine.
+"""The work of the network function device (NFD) steps.
 
-create:  device.allocate → device.wait_up (poll) → [device.healthcheck ‖ device.plug]
-         → device.up (fan-in) → hands back to the NF machine (nf.configure)
-delete:  device.unconfigure → device.unplug → device.release → nf.delete_done
-
-Capacity is reserved with one conditional UPDATE, so concurrent NFs on other
-workers can never over-commit a shared device. The instance records what it
-holds (``interfaces_held``), which makes reserve and release idempotent.
+The order (allocate → wait_up → [healthcheck ‖ plug] → up → [configure ‖
+service] on create; unconfigure → unplug → release on delete) is declared in
+:mod:`nfp.flows`. Capacity is reserved with one conditional UPDATE
+(:meth:`nfp.db.repositories.DeviceRepository.reserve`), so concurrent NFs on
+other workers can never over-commit a shared device. The instance records what
+it holds (``interfaces_held``), which makes reserve and release idempotent.
 """
 from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select, update
-
-from nfp.db.models import (DeviceStatus, NetworkFunctionDevice,
-                           NetworkFunctionInstance)
-from nfp.engine.events import EventSpec, Graph, done, fail, poll
-from nfp.engine.registry import handler
-from nfp.workers.lifecycle import common
-from nfp.workers.lifecycle.network_function import on_create_failure, on_delete_step_failure
+from nfp.api.views import device_dict
+from nfp.db.repositories import devices, instances, network_functions
+from nfp.engine.events import Outcome, again, done, fail
+from nfp.flows import (DeviceStatus, InstanceStatus, set_device_status,
+                       set_instance_status)
+from nfp.workers.lifecycle.driver_data import device_data, target
 
 LOG = logging.getLogger(__name__)
-D = NetworkFunctionDevice.__table__
 
 
-def _reserve(session, device_id: str, need: int) -> bool:
-    res = session.execute(
-        update(D).where(D.c.id == device_id, D.c.interfaces_in_use + need <= D.c.max_interfaces,
-                        D.c.status == DeviceStatus.ACTIVE)
-        .values(interfaces_in_use=D.c.interfaces_in_use + need,
-                reference_count=D.c.reference_count + 1))
-    return res.rowcount == 1
-
-
-def _candidates(session, filters: dict) -> list[dict]:
-    stmt = select(NetworkFunctionDevice).where(NetworkFunctionDevice.shared.is_(True),
-                                               NetworkFunctionDevice.status == DeviceStatus.ACTIVE)
-    for column, value in (filters or {}).items():
-        if hasattr(NetworkFunctionDevice, column):
-            stmt = stmt.where(getattr(NetworkFunctionDevice, column) == value)
-    return [common.device_dict(d) for d in session.scalars(stmt.order_by(NetworkFunctionDevice.id))]
-
-
-@handler("device.allocate", on_failure=on_create_failure)
-def allocate(step):
+def allocate(step) -> Outcome:
     """Share an existing device with room for our ports, or create one."""
-    nf = common.get_nf(step.session, step.scope)
-    nfi = common.get_nfi(step.session, step.scope)
+    nf = network_functions.get(step.session, step.scope)
+    nfi = instances.of(step.session, step.scope)
     if nf is None or nfi is None:
         return fail("network function vanished during create")
-    nxt = EventSpec("device.wait_up", nf.id)
     if nfi.network_function_device_id:  # a retry after the reservation committed
-        return done(emit=[nxt])
+        return done()
     driver = step.services.device_driver(nf.device_type)
-    data = common.device_data(nf, nfi=nfi)
+    data = device_data(nf, nfi=nfi)
     need = max(1, len(data["ports"]))
     filters = driver.get_network_function_device_sharing_info(data).get("filters", {})
-    candidates = _candidates(step.session, filters)
+    candidates = [device_dict(d) for d in devices.shared_candidates(step.session, filters)]
     while candidates:
         chosen = driver.select_network_function_device(candidates, data)
         if chosen is None:
             break
-        if _reserve(step.session, chosen["id"], need):
+        if devices.reserve(step.session, chosen["id"], need):
             nfi.network_function_device_id, nfi.interfaces_held = chosen["id"], need
-            return done({"device_id": chosen["id"], "shared": True}, emit=[nxt])
+            return done({"device_id": chosen["id"], "shared": True})
         candidates = [c for c in candidates if c["id"] != chosen["id"]]
     step.checkpoint()  # no transaction held while the driver creates a device
     created = driver.create_network_function_device(data)
     if not created:
         return fail(f"no {nf.device_type} device for vendor {nf.service_vendor!r} with "
                     f"{need} free interface(s), and the driver could not create one")
-    nfd = NetworkFunctionDevice(
-        id=created["id"], name=created.get("name", ""), tenant_id=nf.tenant_id,
-        status=DeviceStatus.DEVICE_SPAWNING, mgmt_ip_address=created.get("mgmt_ip_address"),
-        service_vendor=nf.service_vendor, service_type=nf.service_type, device_type=nf.device_type,
-        max_interfaces=created.get("max_interfaces", need), interfaces_in_use=need,
-        reference_count=1, shared=False, managed=False, description=created.get("description", ""),
-        credentials_ref=created.get("credentials_ref"), extra=created.get("extra", {}),
-        provider_metadata=created.get("provider_metadata", {}))
-    step.session.merge(nfd)
-    nfi = step.session.get(NetworkFunctionInstance, nfi.id)
+    devices.add_created(step.session, nf, created, need)
+    nfi = instances.of(step.session, step.scope)
     nfi.network_function_device_id, nfi.interfaces_held = created["id"], need
-    return done({"device_id": created["id"], "shared": False}, emit=[nxt])
+    return done({"device_id": created["id"], "shared": False})
 
 
-@handler("device.wait_up", on_failure=on_create_failure)
-def wait_up(step):
-    """Poll the driver until the device is ACTIVE (interval and max from config)."""
-    nf = common.get_nf(step.session, step.scope)
-    nfi = common.get_nfi(step.session, step.scope)
-    nfd = common.get_device(step.session, nfi.network_function_device_id if nfi else None)
-    if nf is None or nfd is None:
-        return fail("device vanished while waiting for it")
+def wait_up(step) -> Outcome:
+    """Poll the driver until the device is ACTIVE (interval and count from the flow)."""
+    found = _nf_and_device(step)
+    if isinstance(found, Outcome):
+        return found
+    nf, nfd = found
     driver = step.services.device_driver(nf.device_type)
-    data = common.device_data(nf, nfd, nfi)
+    data = device_data(nf, nfd, instances.of(step.session, nf.id))
     step.checkpoint()
     status = driver.get_network_function_device_status(data)
-    if status == "ACTIVE":
-        graph = Graph(EventSpec("device.up", nf.id),
-                      [EventSpec("device.healthcheck", nf.id, key=f"{nf.id}:health"),
-                       EventSpec("device.plug", nf.id, key=f"{nf.id}:plug")])
-        return done({"status": status}, emit=[graph])
-    if status in (None, "ERROR"):
+    if status == DeviceStatus.ACTIVE:
+        return done({"status": status})
+    if status in (None, DeviceStatus.ERROR):
         return fail(f"device {nfd.id} reports status {status}")
-    conf = step.services.conf.orchestrator
-    return poll(conf.device_poll_interval, conf.device_poll_max, {"status": status})
+    return again({"status": status})
 
 
-@handler("device.healthcheck", on_failure=on_create_failure)
-def healthcheck(step):
+def healthcheck(step) -> Outcome:
     """Initial health check through the configurator (upstream HEALTH_MONITOR)."""
-    nf, nfd = _nf_and_device(step)
+    found = _nf_and_device(step)
+    if isinstance(found, Outcome):
+        return found
+    nf, nfd = found
     driver = step.services.device_driver(nf.device_type)
-    info = driver.get_network_function_device_healthcheck_info(common.device_data(nf, nfd))
-    target = common.target(nfd, nf.service_vendor)
+    info = driver.get_network_function_device_healthcheck_info(device_data(nf, nfd))
+    where = target(nfd, nf.service_vendor)
     step.checkpoint()
     outcome = step.services.configurator.configure("create", "generic", info.get("config", []),
-                                                   target, nf.id, nf.tenant_id)
+                                                   where, nf.id, nf.tenant_id)
     return done() if outcome.ok else fail(f"health check failed: {outcome.error}")
 
 
-@handler("device.plug", on_failure=on_create_failure)
-def plug(step):
+def plug(step) -> Outcome:
     """Attach the NF's data ports to the device."""
-    nf, nfd = _nf_and_device(step)
+    found = _nf_and_device(step)
+    if isinstance(found, Outcome):
+        return found
+    nf, nfd = found
     driver = step.services.device_driver(nf.device_type)
-    data = common.device_data(nf, nfd)
+    data = device_data(nf, nfd)
     step.checkpoint()
     if not data["ports"]:
         return done({"plugged": 0})
@@ -135,100 +101,96 @@ def plug(step):
     return done({"plugged": len(data["ports"])})
 
 
-@handler("device.up", on_failure=on_create_failure, io=False)
-def device_up(step):
-    """Fan-in: every child succeeded → device and instance ACTIVE, configure."""
-    failed = [c for c in step.children() if c.status != "done"]
+def device_up(step) -> Outcome:
+    """Fan-in: every child succeeded → device and instance ACTIVE; configuration follows."""
+    failed = step.failed_children()
     if failed:
         return fail("; ".join(f"{c.type}: {c.error}" for c in failed))
-    nf, nfd = _nf_and_device(step)
-    if nfd.status != DeviceStatus.ACTIVE:
-        nfd.status = DeviceStatus.ACTIVE
-    nfi = common.get_nfi(step.session, nf.id)
-    nfi.status = "ACTIVE"
-    graph = Graph(EventSpec("nf.configured", nf.id),
-                  [EventSpec("device.configure", nf.id, key=f"{nf.id}:devcfg"),
-                   EventSpec("service.configure", nf.id, key=f"{nf.id}:svccfg")])
-    return done(emit=[graph])
+    found = _nf_and_device(step)
+    if isinstance(found, Outcome):
+        return found
+    nf, nfd = found
+    set_device_status(nfd, DeviceStatus.ACTIVE)
+    set_instance_status(instances.of(step.session, nf.id), InstanceStatus.ACTIVE)
+    return done()
 
 
-@handler("device.configure", on_failure=on_create_failure)
-def configure_device(step):
+def configure_device(step) -> Outcome:
     """Generic device config (interfaces, routes) from the device driver."""
-    nf, nfd = _nf_and_device(step)
+    found = _nf_and_device(step)
+    if isinstance(found, Outcome):
+        return found
+    nf, nfd = found
     driver = step.services.device_driver(nf.device_type)
-    info = driver.get_network_function_device_config_info(common.device_data(nf, nfd))
-    target = common.target(nfd, nf.service_vendor)
+    info = driver.get_network_function_device_config_info(device_data(nf, nfd))
+    where = target(nfd, nf.service_vendor)
     step.checkpoint()
     if not info.get("config"):
         return done()
-    outcome = step.services.configurator.configure("create", "generic", info["config"], target,
+    outcome = step.services.configurator.configure("create", "generic", info["config"], where,
                                                    nf.id, nf.tenant_id)
     return done() if outcome.ok else fail(f"device configuration failed: {outcome.error}")
 
 
-# -- delete ---------------------------------------------------------------
-@handler("device.unconfigure", on_failure=on_delete_step_failure)
-def unconfigure_device(step):
+# -- delete -------------------------------------------------------------------------
+def unconfigure_device(step) -> Outcome:
     nf, nfd = _nf_and_device(step, required=False)
-    nxt = EventSpec("device.unplug", step.scope)
     if nf is None or nfd is None:
-        return done(emit=[nxt])
+        return done()
     driver = step.services.device_driver(nf.device_type)
-    info = driver.get_network_function_device_config_info(common.device_data(nf, nfd))
-    target = common.target(nfd, nf.service_vendor)
+    info = driver.get_network_function_device_config_info(device_data(nf, nfd))
+    where = target(nfd, nf.service_vendor)
     step.checkpoint()
     if info.get("config"):
         outcome = step.services.configurator.configure("delete", "generic", info["config"],
-                                                       target, nf.id, nf.tenant_id)
+                                                       where, nf.id, nf.tenant_id)
         if not outcome.ok:
             LOG.warning("NF %s: device config delete failed (%s); continuing the delete",
                         nf.id, outcome.error)
-    return done(emit=[nxt])
+    return done()
 
 
-@handler("device.unplug", on_failure=on_delete_step_failure)
-def unplug(step):
+def unplug(step) -> Outcome:
     nf, nfd = _nf_and_device(step, required=False)
-    nxt = EventSpec("device.release", step.scope)
     if nf is None or nfd is None:
-        return done(emit=[nxt])
+        return done()
     driver = step.services.device_driver(nf.device_type)
-    data = common.device_data(nf, nfd)
+    data = device_data(nf, nfd)
     step.checkpoint()
     if data["ports"] and not driver.unplug_network_function_device_interface(data):
         LOG.warning("NF %s: unplugging from device %s failed; continuing the delete", nf.id, nfd.id)
-    return done(emit=[nxt])
+    return done()
 
 
-@handler("device.release", on_failure=on_delete_step_failure)
-def release(step):
+def release(step) -> Outcome:
     """Give back the interfaces; delete a device nfp created once nobody uses it."""
-    nxt = EventSpec("nf.delete_done", step.scope)
-    nfi = common.get_nfi(step.session, step.scope)
+    nfi = instances.of(step.session, step.scope)
     if nfi is None or not nfi.network_function_device_id:
-        return done(emit=[nxt])
+        return done()
     device_id, held = nfi.network_function_device_id, nfi.interfaces_held
-    step.session.execute(update(D).where(D.c.id == device_id).values(
-        interfaces_in_use=D.c.interfaces_in_use - held, reference_count=D.c.reference_count - 1))
+    devices.release(step.session, device_id, held)
     nfi.network_function_device_id, nfi.interfaces_held = None, 0
-    nfd = common.get_device(step.session, device_id)
+    nfd = devices.get(step.session, device_id)
     if nfd is None or nfd.managed or nfd.reference_count > 0:
-        return done(emit=[nxt])
-    nf = common.get_nf(step.session, step.scope)
+        return done()
+    nf = network_functions.get(step.session, step.scope)
     driver = step.services.device_driver(nfd.device_type)
-    data = common.device_data(nf, nfd) if nf else common.device_dict(nfd)
-    nfd.status = DeviceStatus.PENDING_DELETE
+    data = device_data(nf, nfd) if nf else device_dict(nfd)
+    set_device_status(nfd, DeviceStatus.PENDING_DELETE)
     step.checkpoint()  # the release is committed; deleting the device is idempotent
     driver.delete_network_function_device(data)
-    step.session.execute(D.delete().where(D.c.id == device_id, D.c.reference_count <= 0))
-    return done({"deleted_device": device_id}, emit=[nxt])
+    devices.delete_if_unused(step.session, device_id)
+    return done({"deleted_device": device_id})
 
 
 def _nf_and_device(step, required: bool = True):
-    nf = common.get_nf(step.session, step.scope)
-    nfi = common.get_nfi(step.session, step.scope)
-    nfd = common.get_device(step.session, nfi.network_function_device_id if nfi else None)
+    """The NF and its device. A row that vanished (a concurrent delete, an operator
+    removing a device) is an expected case: one log line and a failed step."""
+    nf = network_functions.get(step.session, step.scope)
+    nfi = instances.of(step.session, step.scope)
+    nfd = devices.get(step.session, nfi.network_function_device_id if nfi else None)
     if required and (nf is None or nfd is None):
-        raise LookupError(f"NF {step.scope} or its device no longer exists")
+        what = "network function" if nf is None else "device row"
+        LOG.warning("NF %s: %s no longer exists; step %s fails", step.scope, what, step.event.type)
+        return fail(f"NF {step.scope} or its device no longer exists")
     return nf, nfd

@@ -6,7 +6,8 @@ with file:line:key, parse cache), :mod:`.placeholders` (typed values),
 :mod:`.render` (per-context escaping), :mod:`.mapping` (JSONPath/XPath/regex
 answers), :mod:`.http` and :mod:`.ssh` (transports), :mod:`.items` (nfp
 resources to services), :mod:`.operations` (running one operation),
-:mod:`.sync` and :mod:`.tracking` (converging and recording rules),
+:mod:`.sync` (the device session on the convergence core, and converging rules),
+:mod:`.tracking` (the core's rule tracker, re-exported),
 :mod:`.catalog` (which dictionary), :mod:`.driver` (the ConfigDriver).
 See README.md in this directory for the format and the service mapping.
 """

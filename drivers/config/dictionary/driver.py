@@ -6,6 +6,10 @@ Options (``config_drivers.<vendor>``) are validated by :class:`DriverOptions`;
 per-device facts come from the device row's ``extra`` (same keys, device wins).
 Credentials are read from the secret store at call time through the device's
 ``credentials_ref`` and never appear in results, logs or exceptions.
+
+Every element goes through the convergence core (:mod:`nfp.drivers.config.core`)
+with a :class:`~.sync.DictionarySession`: :meth:`DictionaryConfigDriver.apply`
+plans, commits and verifies; :meth:`DictionaryConfigDriver.diff` only compares.
 """
 from __future__ import annotations
 
@@ -17,8 +21,9 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nfp.config import NfpConfig
-from nfp.drivers.config.base import (ConfigDriver, ConfigRequest, ConfigResult, ConfigStatus,
-                                     DeviceTarget)
+from nfp.drivers.config.base import (ConfigDriver, ConfigError, ConfigRequest, ConfigResult,
+                                     ConfigStatus, DeviceTarget)
+from nfp.drivers.config.core import Candidate, DesiredItem, Diff, RuleTracker, compare, converge
 from nfp.exceptions import NotFound
 from nfp.resources import ResourceError, parse_resource
 from nfp.secrets import SecretError, SecretStore, install_redaction, load_key, redact
@@ -29,17 +34,16 @@ from .errors import DictionaryError, PlaceholderError, TransportError, VendorErr
 from .http import AuthMaterial, HttpEndpoint, HttpTransport
 from .items import SERVICE_OF, build_items
 from .loader import LoadedDictionary
-from .operations import DeviceLink, Executor
+from .operations import DeviceLink, OperationRunner
 from .render import TemplateProblem
 from .ssh import SshCredentials, SshEndpoint, SshTransport
-from .sync import RuleSync
-from .tracking import RuleTracker
+from .sync import DictionarySession
 
 LOG = logging.getLogger(__name__)
 
 #: failures reported as FAILURE with their (redacted) message
 EXPECTED = (ResourceError, PlaceholderError, TemplateProblem, DictionaryError, TransportError,
-            VendorError, SecretError, NotFound)
+            VendorError, SecretError, NotFound, ConfigError)
 
 
 class DriverOptions(BaseModel):
@@ -87,7 +91,6 @@ class DictionaryConfigDriver(ConfigDriver):
             err = exc.errors()[0]
             raise ValueError("config_drivers options: " + ".".join(map(str, err["loc"])) + ": " + err["msg"]) from None
         self.conf = conf if conf is not None else NfpConfig()
-        self._sessions = None
         self._store: Optional[SecretStore] = None
         self._transports: dict[str, tuple[tuple, Any]] = {}
         self._device_locks: dict[str, threading.Lock] = {}
@@ -97,11 +100,8 @@ class DictionaryConfigDriver(ConfigDriver):
     # -- wiring -----------------------------------------------------------------------
     @property
     def sessions(self):
-        if self._sessions is None:
-            from nfp.db.engine import make_engine, make_sessionmaker
-            self._sessions = make_sessionmaker(make_engine(self.conf.database_url,
-                                                           pool_size=self.conf.database.pool_size))
-        return self._sessions
+        """The session factory (the context's, else this driver's own; see ConfigDriver)."""
+        return self.sessionmaker
 
     @property
     def catalog(self) -> DictionaryCatalog:
@@ -111,7 +111,8 @@ class DictionaryConfigDriver(ConfigDriver):
     @property
     def secrets(self) -> SecretStore:
         if self._store is None:
-            self._store = SecretStore(self.sessions, load_key(self.conf))
+            given = self.context.secrets if self.context is not None else None
+            self._store = given if given is not None else SecretStore(self.sessions, load_key(self.conf))
         return self._store
 
     # -- the interface ------------------------------------------------------------------
@@ -135,24 +136,43 @@ class DictionaryConfigDriver(ConfigDriver):
                 raise VendorError(f"dictionary {loaded.name} has no {service} service; "
                                   f"{device.service_vendor} devices cannot take {request.resource}")
             with self._device_lock(device.id):
-                executor = Executor(self._link(device, loaded))
-                sync = RuleSync(executor, RuleTracker(self.sessions), nf_id=request.nf_id or "",
-                                device_id=device.id, vendor=device.service_vendor,
-                                resource=request.resource, service=service)
-                if request.operation == "delete":
-                    ids = sync.delete(items)
-                elif request.operation == "update":
-                    ids = sync.update(items)
-                else:
-                    ids = sync.create(items)
-                if sync.changed:
-                    executor.commit()
+                outcome = converge(self._session(request, loaded, service), self._candidate(request, items))
         except EXPECTED as exc:
             message = redact(f"{what}: {exc}")
             LOG.warning("nf %s device %s: %s; reporting FAILURE", request.nf_id, device.id, message)
             return ConfigResult(ConfigStatus.FAILURE, error=message)
-        LOG.info("nf %s device %s: %s applied (%d rule(s))", request.nf_id, device.id, what, len(items))
-        return ConfigResult(ConfigStatus.SUCCESS, external_ids=ids)
+        LOG.info("nf %s device %s: %s applied (%d rule(s), %d change(s))", request.nf_id, device.id, what,
+                 len(items), len(outcome.diff.names()))
+        return ConfigResult(ConfigStatus.SUCCESS, external_ids=outcome.external_ids)
+
+    def diff(self, request: ConfigRequest) -> Optional[Diff]:
+        """The element's rules against the records and the device's listing; nothing is
+        changed. Raises ConfigError (redacted, naming the field or device) on failure."""
+        service = SERVICE_OF.get(request.resource)
+        if service is None:
+            return None
+        device = request.device
+        try:
+            items = self._items(request)
+            loaded = self.catalog.get(device.service_vendor)
+            if service not in loaded.model.services:
+                return Diff(request.resource, compared=False, note=f"dictionary {loaded.name} has no {service}")
+            with self._device_lock(device.id):
+                return compare(self._session(request, loaded, service), self._candidate(request, items))
+        except EXPECTED as exc:
+            raise ConfigError(redact(f"{device.service_vendor} {service} diff: {exc}")) from None
+
+    def _session(self, request: ConfigRequest, loaded: LoadedDictionary, service: str) -> DictionarySession:
+        device = request.device
+        return DictionarySession(lambda: self._link(device, loaded), RuleTracker(self.sessions),
+                                 nf_id=request.nf_id or "", device_id=device.id,
+                                 vendor=device.service_vendor, resource=request.resource, service=service)
+
+    @staticmethod
+    def _candidate(request: ConfigRequest, items) -> Candidate:
+        return Candidate.for_operation(request.operation, resource=request.resource,
+                                       owner=request.nf_id or "",
+                                       items=[DesiredItem(i.name, i.values, i.rule_id) for i in items])
 
     @staticmethod
     def _items(request: ConfigRequest):
@@ -171,13 +191,17 @@ class DictionaryConfigDriver(ConfigDriver):
         service = SERVICE_OF[resource]
         loaded = self.catalog.get(device.service_vendor)
         with self._device_lock(device.id):
-            return Executor(self._link(device, loaded)).list(service)
+            return OperationRunner(self._link(device, loaded)).list(service)
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Close every pooled transport, then the engine this driver made (if any). Idempotent."""
         with self._lock:
-            for _, transport in self._transports.values():
-                transport.close()
+            transports = [transport for _, transport in self._transports.values()]
             self._transports.clear()
+        for transport in transports:
+            transport.close()
+        self._store = None  # it may hold this driver's own engine, disposed of next
+        super().stop()
 
     # -- devices ---------------------------------------------------------------------------
     def _device_lock(self, device_id: str) -> threading.Lock:

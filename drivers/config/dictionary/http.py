@@ -1,36 +1,37 @@
-"""HTTPS transport: a pool of kept-alive connections per device.
+"""HTTPS transport: urllib3's pool of kept-alive connections, one pool per device.
 
 TLS certificates are verified by default. A self-signed device is trusted
-explicitly, by a CA file (``ca_file``) or by pinning its certificate's SHA-256
-fingerprint (``tls_fingerprint``); ``verify: false`` must be configured on
-purpose and is logged. Failed connection attempts are retried with backoff for
-every method (nothing was sent); failed reads, and answers 429/502/503/504,
-only for idempotent methods (``Retry-After`` honoured). Every attempt waits for
-the device's rate limit. Credentials are added per call and never stored on the
-pool, and no redirect is followed.
-
-Per request this costs little: connections are kept alive and reused, the TLS
-context (with its CA file) is built once per device, names are resolved once
-per connection, and a request's head and body leave in one write (http.client
-joins them for a bytes body). The pool is :mod:`.connpool`.
+explicitly, by a CA file (``ca_file``, that CA only) or by pinning its
+certificate's SHA-256 fingerprint (``tls_fingerprint``, urllib3's
+``assert_fingerprint``); ``verify: false`` must be configured on purpose and is
+logged. Retries are urllib3's :class:`~urllib3.util.Retry` with nfp's one
+backoff formula (:mod:`nfp.backoff`): failed connection attempts are retried
+for every method (nothing was sent); failed reads, and answers 429/502/503/504,
+only for idempotent methods (``Retry-After`` honoured, capped); a TLS failure
+never. Every attempt waits for the device's rate limit. Credentials are added
+per call and never stored on the pool, and no redirect is followed.
 """
 from __future__ import annotations
 
 import base64
-import http.client
 import logging
-import socket
 import ssl
-import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Mapping, Optional
 
+import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import (ConnectTimeoutError, InvalidHeader, MaxRetryError, NewConnectionError,
+                                ReadTimeoutError, SSLError)
+from urllib3.util import Retry, Timeout
+from urllib3.util.ssl_ import create_urllib3_context
+
+from nfp import backoff
 from nfp.secrets import redact
 
-from .connpool import ConnectionPool, PlainConnection, TlsConnection, fingerprint_bytes
 from .errors import TransportError
-from .ratelimit import TokenBucket, backoff_delays
+from .pacing import TokenBucket
 from .render import HttpRequest
 
 LOG = logging.getLogger(__name__)
@@ -40,8 +41,11 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 #: sent unless the dictionary sets them
 DEFAULT_HEADERS = {"User-Agent": "nfp-dictionary-driver", "Accept": "*/*"}
 _FORM = "application/x-www-form-urlencoded"
-#: the longest Retry-After nfp waits
+#: the longest Retry-After nfp waits, and the longest backoff between attempts
 MAX_RETRY_AFTER = 30.0
+MAX_BACKOFF = 10.0
+#: backoff jitter, as a share of the first delay (spreads retries of many workers)
+JITTER = 0.2
 
 
 @dataclass(frozen=True)
@@ -80,57 +84,132 @@ class AuthMaterial:
 
 @dataclass
 class HttpResponse:
-    """A device's answer."""
+    """A device's answer. ``headers`` look names up case-insensitively."""
 
     status: int
     content: bytes
-    headers: dict
+    headers: Mapping[str, str]
 
     @property
     def text(self) -> str:
         return self.content.decode("utf-8", "replace")
 
 
-def _ca_bundle() -> Optional[str]:
-    """The CA bundle ``requests`` trusts by default (certifi), if installed."""
-    try:
-        import certifi
-    except ImportError:  # pragma: no cover - certifi comes with requests
+def fingerprint_hex(text: Optional[str]) -> Optional[str]:
+    """A configured SHA-256 fingerprint (hex, colons allowed) as 64 hex digits.
+
+    urllib3 would also accept MD5 and SHA-1 digests; nfp pins SHA-256 only."""
+    if not text:
         return None
-    return certifi.where()
+    digits = text.replace(":", "").strip().lower()
+    if len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
+        raise ValueError("tls_fingerprint must be a SHA-256 digest (64 hex digits)")
+    return digits
 
 
 def tls_context(endpoint: HttpEndpoint, pinned: bool) -> ssl.SSLContext:
-    """The device's TLS context, built once. It verifies the chain and the host
-    name, unless a pinned fingerprint replaces both (checked per connection by
-    :class:`.connpool.TlsConnection`) or ``verify`` is off by configuration."""
-    # PROTOCOL_TLS_CLIENT: chain and host name checked, no CA trusted until one is loaded
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    """The device's TLS context (TLS 1.2 or later), built once per transport.
+
+    It verifies the chain and the host name against the device's CA file, or
+    the system's trusted CAs. A pinned fingerprint replaces both (urllib3
+    compares the certificate's digest after the handshake, before the request
+    is sent); ``verify: false`` turns verification off."""
     if pinned or not endpoint.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    if endpoint.ca_file:  # the device's CA only, as requests' verify=<file> did
+        return create_urllib3_context(cert_reqs=ssl.CERT_NONE)
+    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    if endpoint.ca_file:
+        # loaded here, not passed to urllib3 as ca_certs, which would reload it per connection
         context.load_verify_locations(cafile=endpoint.ca_file)
     else:
-        bundle = _ca_bundle()
-        if bundle:
-            context.load_verify_locations(cafile=bundle)
-        else:  # pragma: no cover
-            context.load_default_certs()
+        context.load_default_certs()
     return context
 
 
-class _Retry(Exception):
-    """One attempt failed in a way that may be retried. When no retry is left the
-    caller raises ``failure``, or returns ``response`` (a retryable answer such
-    as a 503 is still the device's answer, for the response mapping to report)."""
+class DeviceRetry(Retry):
+    """urllib3's retry policy with nfp's backoff formula, a capped ``Retry-After``
+    (an unreadable one falls back to the backoff) and the device's rate limit
+    taken before every further attempt."""
 
-    def __init__(self, failure: TransportError, delay: Optional[float] = None,
-                 response: Optional["HttpResponse"] = None):
-        super().__init__(str(failure))
-        self.failure, self.delay, self.response = failure, delay, response
+    bucket: Optional[TokenBucket] = None
+
+    def new(self, **kw) -> "DeviceRetry":
+        retry = super().new(**kw)
+        retry.bucket = self.bucket  # urllib3 copies only its own parameters
+        return retry
+
+    def get_backoff_time(self) -> float:
+        failures = len(self.history)  # redirects are never followed, so every entry is a failure
+        if not failures or not self.backoff_factor:
+            return 0.0
+        return backoff.delay(failures, self.backoff_factor, self.backoff_max, JITTER)
+
+    def get_retry_after(self, response) -> Optional[float]:
+        try:
+            seconds = super().get_retry_after(response)
+        except InvalidHeader:
+            return None
+        return None if seconds is None else min(seconds, MAX_RETRY_AFTER)
+
+    def sleep(self, response=None) -> None:
+        super().sleep(response)
+        if self.bucket is not None:
+            self.bucket.acquire()
+
+
+def retry_policy(endpoint: HttpEndpoint, bucket: Optional[TokenBucket] = None) -> DeviceRetry:
+    """The retry rules of one device (see the module docstring)."""
+    retries = endpoint.retries
+    retry = DeviceRetry(total=retries, connect=retries, read=retries, status=retries,
+                        other=0,  # TLS failures: another attempt would meet the same certificate
+                        redirect=0, raise_on_redirect=False, raise_on_status=False,
+                        allowed_methods=IDEMPOTENT, status_forcelist=RETRY_STATUSES,
+                        backoff_factor=endpoint.backoff, backoff_max=MAX_BACKOFF,
+                        respect_retry_after_header=True)
+    retry.bucket = bucket
+    return retry
+
+
+class _OneWrite:
+    """Puts a request's head and body on the wire in one write.
+
+    urllib3 (through the standard library) sends the head, then the body: two TLS
+    records, two system calls and two wake-ups of the device per request. In five
+    same-run comparisons on the pfSense simulator, joining them saved 20-150 us of
+    client CPU per rule and gave 0-20 % (about 10 %) more pooled rules/s."""
+
+    _hold = False
+    _head: Optional[bytes] = None
+
+    def request(self, method, url, body=None, headers=None, **kw):  # type: ignore[override]
+        self._hold, self._head = isinstance(body, bytes) and bool(body), None
+        try:
+            super().request(method, url, body=body, headers=headers, **kw)  # type: ignore[misc]
+        finally:
+            self._hold = False
+
+    def send(self, data) -> None:  # type: ignore[override]
+        if self._hold:
+            if self._head is None:
+                self._head = data  # the head: the body (one bytes chunk) follows in this request
+                return
+            data, self._head, self._hold = self._head + data, None, False
+        super().send(data)  # type: ignore[misc]
+
+
+class _HttpConnection(_OneWrite, HTTPConnection):
+    """urllib3's HTTP connection, one write per request."""
+
+
+class _HttpsConnection(_OneWrite, HTTPSConnection):
+    """urllib3's HTTPS connection, one write per request."""
+
+
+class _HttpPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HttpConnection
+
+
+class _HttpsPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HttpsConnection
 
 
 class HttpTransport:
@@ -140,24 +219,26 @@ class HttpTransport:
         self.endpoint = endpoint
         self.device_id = device_id
         self._bucket = TokenBucket(endpoint.rate_limit) if endpoint.rate_limit else None
-        connect_timeout = min(endpoint.timeout, 10.0)
+        self._retry = retry_policy(endpoint, self._bucket)
+        self._connect_timeout = min(endpoint.timeout, 10.0)
+        self._timeout = Timeout(connect=self._connect_timeout, read=endpoint.timeout)
+        options = dict(maxsize=endpoint.pool_size, block=True, timeout=self._timeout, retries=self._retry)
         if endpoint.scheme == "https":
-            pin = fingerprint_bytes(endpoint.fingerprint)
-            context = tls_context(endpoint, pin is not None)
+            pin = fingerprint_hex(endpoint.fingerprint)
             if not endpoint.verify and pin is None:
                 LOG.warning("device %s: TLS certificate verification is disabled by configuration "
                             "(verify: false); set ca_file or tls_fingerprint instead", device_id)
-
-            def factory() -> http.client.HTTPConnection:
-                return TlsConnection(endpoint.host, endpoint.port, connect_timeout, endpoint.timeout,
-                                     context, pin)
+            self._pool: urllib3.HTTPConnectionPool = _HttpsPool(
+                endpoint.host, endpoint.port, ssl_context=tls_context(endpoint, pin is not None),
+                assert_fingerprint=pin, **options)
         else:
-            def factory() -> http.client.HTTPConnection:
-                return PlainConnection(endpoint.host, endpoint.port, connect_timeout, endpoint.timeout)
-        self._pool = ConnectionPool(factory, endpoint.pool_size)
+            self._pool = _HttpPool(endpoint.host, endpoint.port, **options)
 
     def send(self, request: HttpRequest, auth: AuthMaterial) -> HttpResponse:
-        """Send ``request``; raise TransportError if the device cannot be reached."""
+        """Send ``request``; raise TransportError if the device cannot be reached.
+
+        A retryable answer (a 503 ...) still comes back when no retry is left: it
+        is the device's answer, for the response mapping to report."""
         headers = dict(DEFAULT_HEADERS)
         headers.update(request.headers)
         url = request.path
@@ -172,82 +253,44 @@ class HttpTransport:
             token = base64.b64encode(f"{auth.basic[0]}:{auth.basic[1]}".encode("latin-1")).decode()
             headers["Authorization"] = "Basic " + token
         headers.update(auth.headers)
-        timeout = request.timeout or self.endpoint.timeout
-        delays = backoff_delays(self.endpoint.retries, self.endpoint.backoff)
-        while True:
-            try:
-                return self._attempt(request.method, url, body, headers, timeout)
-            except _Retry as retry:
-                delay = next(delays, None)
-                if delay is None:
-                    if retry.response is not None:
-                        return retry.response
-                    raise retry.failure from None
-                time.sleep(delay if retry.delay is None else retry.delay)
-
-    def _attempt(self, method: str, url: str, body: Optional[bytes], headers: dict,
-                 timeout: float) -> HttpResponse:
-        """One exchange on a pooled connection; raise _Retry when another may succeed."""
+        timeout = self._timeout
+        if request.timeout and request.timeout != self.endpoint.timeout:
+            timeout = Timeout(connect=self._connect_timeout, read=request.timeout)
         if self._bucket is not None:
             self._bucket.acquire()
-        idempotent = method in IDEMPOTENT
-        conn = self._pool.checkout()
-        reusable = False
         try:
-            if conn.sock is None:
-                conn.read_timeout = timeout  # type: ignore[attr-defined]
-                try:
-                    conn.connect()
-                except ssl.SSLError as exc:  # certificate, host name or pin: never retried
-                    raise TransportError(self._where() + f"TLS verification failed ({_reason(exc)}); "
-                                         "trust the device with ca_file or tls_fingerprint") from None
-                except socket.timeout:
-                    raise _Retry(TransportError(self._where() + f"no answer within {timeout:g} s")) from None
-                except OSError as exc:  # nothing was sent: any method may try again
-                    raise _Retry(TransportError(self._where() + f"cannot connect ({_reason(exc)})")) from None
-            else:
-                conn.sock.settimeout(timeout)
-            try:
-                conn.request(method, url, body=body, headers=headers)
-                response = conn.getresponse()
-                content = response.read()
-            except socket.timeout:
-                failure = TransportError(self._where() + f"no answer within {timeout:g} s")
-                raise (_Retry(failure) if idempotent else failure) from None
-            except (OSError, http.client.HTTPException) as exc:
-                failure = TransportError(self._where() + f"cannot connect ({_reason(exc)})")
-                raise (_Retry(failure) if idempotent else failure) from None
-            reusable = not response.will_close
-            status = response.status
-            answer = HttpResponse(status, content, dict(response.getheaders()))
-            if idempotent and status in RETRY_STATUSES:
-                raise _Retry(TransportError(self._where() + f"device answered HTTP {status}"),
-                             _retry_after(response.getheader("Retry-After")), answer)
-            return answer
-        finally:
-            self._pool.checkin(conn, reusable)
+            response = self._pool.urlopen(request.method, url, body=body, headers=headers,
+                                          retries=self._retry, timeout=timeout, redirect=False,
+                                          assert_same_host=False, preload_content=True)
+        except MaxRetryError as exc:
+            raise self._failure(exc.reason or exc, timeout) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # a read failure on a write: not retried
+            raise self._failure(exc, timeout) from None
+        return HttpResponse(response.status, response.data, response.headers)
 
-    def _where(self) -> str:
-        return f"device {self.device_id} at {self.endpoint.host}:{self.endpoint.port}: "
+    def _failure(self, exc: Exception, timeout: Timeout) -> TransportError:
+        """The TransportError for a failed exchange; it never carries the request."""
+        where = f"device {self.device_id} at {self.endpoint.host}:{self.endpoint.port}: "
+        if isinstance(exc, (SSLError, ssl.SSLError, ssl.CertificateError)):
+            return TransportError(where + f"TLS verification failed ({_reason(exc)}); "
+                                  "trust the device with ca_file or tls_fingerprint")
+        if isinstance(exc, NewConnectionError):
+            return TransportError(where + f"cannot connect ({_reason(exc)})")
+        if isinstance(exc, ConnectTimeoutError):
+            return TransportError(where + f"no answer within {self._connect_timeout:g} s")
+        if isinstance(exc, (ReadTimeoutError, TimeoutError)):
+            return TransportError(where + f"no answer within {timeout.read_timeout:g} s")
+        return TransportError(where + f"cannot connect ({_reason(exc)})")
 
     def close(self) -> None:
+        """Close the idle connections; busy ones close when they come back."""
         self._pool.close()
-
-
-def _retry_after(value: Optional[str]) -> Optional[float]:
-    """Seconds from a Retry-After header (delta-seconds form), capped; None if absent or a date."""
-    if not value:
-        return None
-    try:
-        return min(max(float(value), 0.0), MAX_RETRY_AFTER)
-    except ValueError:
-        return None
 
 
 def _reason(exc: Exception) -> str:
     text = str(exc)
-    for marker in ("Caused by ", "Fingerprints did not match", "CERTIFICATE_VERIFY_FAILED",
-                   "Connection refused", "Read timed out", "Connection aborted"):
+    for marker in ("Fingerprints did not match", "CERTIFICATE_VERIFY_FAILED", "Connection refused",
+                   "Connection reset", "Connection aborted", "Name or service not known"):
         if marker in text:
             start = text.find(marker)
             text = text[start:start + 160]

@@ -3,9 +3,10 @@
 Parsing is cached by content hash, so each process parses a dictionary once.
 :func:`parse` does the fast checks every load needs (YAML, schema, placeholder
 names, variable types); :func:`deep_check` also compiles every template and
-path expression, as ``nfp dictionary validate`` does. YAML goes through
-:mod:`.yamldoc` (libyaml plus a direct constructor); the line of every key is
-worked out only when a problem has to be reported.
+path expression, as ``nfp dictionary validate`` does. YAML is PyYAML's safe
+schema on libyaml (:func:`read_yaml`); the line of every key comes from the
+composed nodes' marks (:func:`key_lines`), worked out only when a problem has
+to be reported.
 """
 from __future__ import annotations
 
@@ -19,14 +20,59 @@ from typing import Any, Iterator, Optional
 
 import yaml
 from pydantic import ValidationError
+from yaml.nodes import MappingNode, Node, SequenceNode
 
-from . import placeholders, render, yamldoc
+from . import placeholders, render
 from .errors import DictionaryError, Issue
 from .model import Call, Dictionary, Operation, Param, Poll
 
 _CACHE: dict[str, "LoadedDictionary"] = {}
 _CACHE_LOCK = threading.Lock()
 _CACHE_MAX = 256
+#: libyaml's parser and composer when PyYAML was built with it; the schema is the safe one either way
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(text: str) -> tuple[Any, Optional[Node]]:
+    """One YAML document as ``(data, root node)``; ``(None, None)`` when empty.
+
+    The data is exactly ``yaml.safe_load``'s, and so are the errors it raises
+    (``yaml.MarkedYAMLError`` with the line for syntax errors and refused tags).
+    The node is kept for :func:`key_lines` on the error path."""
+    reader = _YamlLoader(text)
+    try:
+        node = reader.get_single_node()
+        if node is None:
+            return None, None
+        return reader.construct_document(node), node
+    finally:
+        reader.dispose()
+
+
+def key_lines(source: "str | Node | None") -> dict[tuple, int]:
+    """``{key path: 1-based line}`` of every mapping key and sequence item, read
+    from the nodes' start marks. ``source`` is YAML text (composed here; ``{}`` if
+    it does not parse) or a node from :func:`read_yaml`."""
+    if isinstance(source, str):
+        try:
+            source = yaml.compose(source, Loader=_YamlLoader)
+        except yaml.YAMLError:
+            return {}
+    lines: dict[tuple, int] = {}
+    stack: list[tuple[tuple, Node]] = [((), source)] if source is not None else []
+    while stack:
+        path, current = stack.pop()
+        if isinstance(current, MappingNode):
+            for key_node, value_node in current.value:
+                sub = path + (key_node.value,)
+                lines[sub] = key_node.start_mark.line + 1
+                stack.append((sub, value_node))
+        elif isinstance(current, SequenceNode):
+            for index, item in enumerate(current.value):
+                sub = path + (index,)
+                lines[sub] = item.start_mark.line + 1
+                stack.append((sub, item))
+    return lines
 
 
 @dataclass
@@ -43,7 +89,7 @@ class LoadedDictionary:
     def lines(self) -> dict[tuple, int]:
         """``{key path: line}``; composed from the text on first use (error paths only)."""
         if self._lines is None:
-            self._lines = yamldoc.line_map_of(self.text)
+            self._lines = key_lines(self.text)
         return self._lines
 
     @property
@@ -84,7 +130,7 @@ def parse(text: str, source: str = "<string>") -> LoadedDictionary:
     if cached is not None and cached.source == source:
         return cached
     try:
-        data, node = yamldoc.load(text)
+        data, node = read_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise DictionaryError.one(source, (mark.line + 1) if mark else 1, "",
@@ -96,7 +142,7 @@ def parse(text: str, source: str = "<string>") -> LoadedDictionary:
     try:
         model = Dictionary.model_validate(data)
     except ValidationError as exc:
-        lines = yamldoc.line_map(node)
+        lines = key_lines(node)
         issues = []
         for err in exc.errors():
             path = _loc_path(err["loc"], lines)

@@ -1,6 +1,6 @@
 """Running dictionary operations against one device: render, send, map the answer.
 
-An :class:`Executor` knows one device (its dictionary, transport and
+An :class:`OperationRunner` knows one device (its dictionary, transport and
 credentials) and runs ``create``/``update``/``delete``/``list`` of a service and
 the dictionary's ``commit``. It raises VendorError or TransportError; it never
 touches the database (see :mod:`.sync`).
@@ -39,7 +39,7 @@ class NotOnDevice(VendorError):
 
 @dataclass
 class DeviceLink:
-    """One device as the executor sees it."""
+    """One device as the operation runner sees it."""
 
     device_id: str
     dictionary: LoadedDictionary
@@ -57,7 +57,7 @@ class OpResult:
     tolerated: bool = False
 
 
-class Executor:
+class OperationRunner:
     """Runs one device's dictionary operations."""
 
     def __init__(self, link: DeviceLink):

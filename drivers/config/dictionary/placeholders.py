@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from .errors import PlaceholderError
 
@@ -242,10 +242,3 @@ def check_all(values: dict[str, Any], types: dict[str, str]) -> dict[str, Any]:
 def _show(value: Any, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "...'"
-
-
-def type_of(name: str, extra: Optional[dict[str, str]] = None) -> Optional[str]:
-    """The type of placeholder ``name`` (nfp's own, or a dictionary var)."""
-    if extra and name in extra:
-        return extra[name]
-    return KNOWN.get(name)

@@ -20,14 +20,17 @@ from typing import Callable, Optional, TypeVar
 
 import paramiko
 
+from nfp import backoff
 from nfp.secrets import redact
 
 from .errors import TransportError
 from .model import CliSettings
-from .ratelimit import TokenBucket, backoff_delays
+from .pacing import TokenBucket
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
+#: the longest pause between reconnects
+MAX_BACKOFF = 10.0
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -148,27 +151,33 @@ class SshTransport:
         self._bucket = TokenBucket(endpoint.rate_limit) if endpoint.rate_limit else None
 
     def run(self, work: Callable[[CliSession], T], credentials: SshCredentials) -> T:
-        """Run ``work(session)``; on a dropped session reconnect and run it again."""
-        delays = list(backoff_delays(self.endpoint.retries, self.endpoint.backoff))
+        """Run ``work(session)``; on a dropped session reconnect and run it again
+        (``retries`` times, with nfp's backoff between attempts)."""
+        attempts = backoff.retrying(self.endpoint.retries, self.endpoint.backoff, MAX_BACKOFF,
+                                    retry_on=(SessionDropped,), before_sleep=self._reconnecting)
         with self._lock:
-            for attempt in range(len(delays) + 1):
-                if self._bucket is not None:
-                    self._bucket.acquire()
-                try:
-                    session = self._connect(credentials)
-                    return work(session)
-                except SessionDropped:
-                    self._drop()
-                    if attempt == len(delays):
-                        raise TransportError(self._where() + "the SSH session dropped "
-                                             f"{attempt + 1} time(s); giving up") from None
-                    LOG.warning("device %s: SSH session dropped; reconnecting in %.2f s and "
-                                "running the operation again", self.device_id, delays[attempt])
-                    time.sleep(delays[attempt])
-                except TransportError:
-                    self._drop()
-                    raise
-        raise AssertionError("unreachable")
+            try:
+                for attempt in attempts:
+                    with attempt:
+                        return self._attempt(work, credentials)
+            except SessionDropped:
+                tries = self.endpoint.retries + 1
+                raise TransportError(self._where() + f"the SSH session dropped {tries} time(s); "
+                                     "giving up") from None
+        raise AssertionError("unreachable")  # tenacity either returns or re-raises
+
+    def _attempt(self, work: Callable[[CliSession], T], credentials: SshCredentials) -> T:
+        if self._bucket is not None:
+            self._bucket.acquire()
+        try:
+            return work(self._connect(credentials))
+        except (SessionDropped, TransportError):
+            self._drop()
+            raise
+
+    def _reconnecting(self, state) -> None:
+        LOG.warning("device %s: SSH session dropped; reconnecting in %.2f s and running the "
+                    "operation again", self.device_id, state.next_action.sleep)
 
     def _connect(self, credentials: SshCredentials) -> CliSession:
         if self._session is not None and self._session.alive:

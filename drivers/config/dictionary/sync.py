@@ -1,4 +1,14 @@
-"""Converging a device to the rules of one config element, with every push tracked.
+"""The dictionary driver's device session, and converging a device to the rules of one
+config element with every push tracked.
+
+:class:`DictionarySession` is the driver's :class:`~nfp.drivers.config.core.DeviceSession`:
+the candidate is the element's items; ``plan`` reads the ``rules`` records only
+(an unchanged element costs no request); ``compare`` adds the device's listing
+(a rule recorded but gone from the device is ``to_add``); ``commit`` is
+:class:`RuleSync` plus the dictionary's ``commit`` operation; ``verify`` lists
+the device again and requires every pushed rule there and every removed one gone.
+
+:class:`RuleSync` does the pushing:
 
 ``create`` pushes what is not yet recorded (a recorded, unchanged rule is not
 pushed again), ``update`` also removes recorded rules the element no longer
@@ -22,11 +32,12 @@ import time
 from typing import Optional
 
 from nfp.db.rules import PushedRule, RuleState
+from nfp.drivers.config.core import (Candidate, Change, DeviceSession, Diff, Mode, RuleTracker,
+                                     VerifyError)
 
 from .errors import VendorError
 from .items import Item
-from .operations import Executor, NotOnDevice
-from .tracking import RuleTracker
+from .operations import NotOnDevice, OperationRunner
 
 LOG = logging.getLogger(__name__)
 
@@ -39,13 +50,13 @@ APPLIED_EVERY = 1.0
 class RuleSync:
     """Applies one config element's items to one device."""
 
-    def __init__(self, executor: Executor, tracker: RuleTracker, *, nf_id: str, device_id: str,
-                 vendor: str, resource: str, service: str):
-        self.executor, self.tracker = executor, tracker
+    def __init__(self, runner: OperationRunner, tracker: RuleTracker, *, nf_id: str, device_id: str,
+                 vendor: str, resource: str, service: str, rows: Optional[dict] = None):
+        self.runner, self.tracker = runner, tracker
         self.nf_id, self.device_id, self.vendor = nf_id, device_id, vendor
         self.resource, self.service = resource, service
         self.changed = False
-        self._rows = tracker.recorded(nf_id, device_id, service)
+        self._rows = tracker.recorded(nf_id, device_id, service) if rows is None else dict(rows)
         self._listing: Optional[list[dict]] = None
         #: (row id, external id, body hash) accepted by the device, not yet recorded
         self._accepted: list[tuple[str, str, str]] = []
@@ -118,7 +129,7 @@ class RuleSync:
 
     # -- one item ------------------------------------------------------------------
     def _ensure(self, item: Item) -> str:
-        values = self.executor.values(item.values)
+        values = self.runner.values(item.values)
         row = self._rows.get(item.name)
         if row is not None and row.id in self._unattempted:
             self._unattempted.discard(row.id)
@@ -133,7 +144,7 @@ class RuleSync:
         if row is not None and row.status == RuleState.APPLIED and row.external_id:
             if row.body_hash == item.body_hash:
                 return row.external_id
-            if self.executor.has(self.service, "update"):
+            if self.runner.has(self.service, "update"):
                 return self._update(row, item, values)
             self._remove(row)
             row = None
@@ -146,10 +157,10 @@ class RuleSync:
 
     def _push(self, item: Item, values: dict, row: PushedRule) -> str:
         """Create the rule of a reserved (pending) row on the device."""
-        op = self.executor.dictionary.services[self.service].create
+        op = self.runner.dictionary.services[self.service].create
         if op.allocate_id is not None:
             values["externalId"] = self._allocate(row, op.allocate_id.min, op.allocate_id.max)
-        result = self.executor.run(self.service, "create", values)
+        result = self.runner.run(self.service, "create", values)
         external_id = result.external_id or values.get("externalId")
         if external_id is None and result.tolerated:
             external_id = self._find(item.rule_id)
@@ -164,7 +175,7 @@ class RuleSync:
     def _update(self, row: PushedRule, item: Item, values: dict) -> str:
         values = dict(values, externalId=row.external_id)
         try:
-            result = self.executor.run(self.service, "update", values)
+            result = self.runner.run(self.service, "update", values)
         except NotOnDevice:
             LOG.warning("nf %s: %s rule %s (%s) is gone from device %s; creating it again",
                         self.nf_id, self.service, item.name, row.external_id, self.device_id)
@@ -180,10 +191,10 @@ class RuleSync:
     def _remove(self, row: PushedRule) -> None:
         external_id = row.external_id or self._find(row.rule_tag)
         if external_id is not None:
-            values = self.executor.values({"externalId": external_id, "ruleId": row.rule_tag,
+            values = self.runner.values({"externalId": external_id, "ruleId": row.rule_tag,
                                            "name": row.name, "nfId": row.nf_id})
             try:
-                self.executor.run(self.service, "delete", values)
+                self.runner.run(self.service, "delete", values)
                 self.changed = True
             except NotOnDevice:
                 LOG.info("nf %s: %s rule %s (%s) was already gone from device %s",
@@ -195,7 +206,7 @@ class RuleSync:
     # -- device lookups ----------------------------------------------------------------
     def _listed(self) -> list[dict]:
         if self._listing is None:
-            self._listing = self.executor.list(self.service) if self.executor.has(self.service, "list") else []
+            self._listing = self.runner.list(self.service) if self.runner.has(self.service, "list") else []
         return self._listing
 
     def _find(self, rule_tag: str) -> Optional[str]:
@@ -218,3 +229,157 @@ class RuleSync:
             raise VendorError(f"{self.service}: no free id left in {low}-{high} on device {self.device_id}")
         row.external_id = claimed
         return claimed
+
+
+class DictionarySession(DeviceSession):
+    """One config element of one NF on one dictionary-described device (see module docstring).
+
+    ``open`` builds the operation runner from ``link_factory`` (pooled transports,
+    credentials from the secret store); the device is not contacted until
+    ``compare``, ``commit`` or ``verify``.
+    """
+
+    def __init__(self, link_factory, tracker: RuleTracker, *, nf_id: str, device_id: str,
+                 vendor: str, resource: str, service: str):
+        self._link_factory, self.tracker = link_factory, tracker
+        self.nf_id, self.device_id, self.vendor = nf_id, device_id, vendor
+        self.resource, self.service = resource, service
+        self.runner: Optional[OperationRunner] = None
+        self._items: list[Item] = []
+        #: the records as they were before the commit (for verifying removals)
+        self._before: dict[str, PushedRule] = {}
+
+    def open(self) -> None:
+        if self.runner is None:
+            self.runner = OperationRunner(self._link_factory())
+
+    def load_candidate(self, candidate: Candidate) -> None:
+        self.candidate = candidate
+        self._items = [Item(self.service, i.name, i.body) for i in candidate.items]
+
+    # -- diff ---------------------------------------------------------------------------
+    def plan(self) -> Diff:
+        """From the records alone: what RuleSync will push, change and remove."""
+        return self._diff(self._recorded(), listing=None)
+
+    def compare(self) -> Diff:
+        """Records and the device's listing against the candidate."""
+        if not self.runner.has(self.service, "list"):
+            return Diff(self.resource, compared=False,
+                        note=f"services.{self.service} has no list operation to read the device with")
+        return self._diff(self._recorded(), self.runner.list(self.service))
+
+    def _diff(self, rows: dict[str, PushedRule], listing: Optional[list[dict]]) -> Diff:
+        diff = Diff(self.resource)
+        on_device = _Listing(listing)
+        mode = self.candidate.mode
+        wanted = {item.name: item for item in self._items}
+        if mode != Mode.REMOVE:
+            for item in self._items:
+                row = rows.get(item.name)
+                applied = row is not None and row.status == RuleState.APPLIED and row.external_id
+                seen = on_device.has(row.external_id if applied else None, item.rule_id)
+                ext = row.external_id if row is not None else None
+                if listing is not None and applied and not seen:
+                    diff.to_add.append(Change(item.name, f"recorded as {ext} but missing on device",
+                                              item.values, None, ext))
+                elif not applied and listing is not None and seen:
+                    diff.to_change.append(Change(item.name, "on device but not recorded; will be adopted",
+                                                 item.values, on_device.get(None, item.rule_id),
+                                                 on_device.id_of(item.rule_id)))
+                elif not applied:
+                    reason = "pending: pushed before a crash or never" if row is not None else "not pushed yet"
+                    diff.to_add.append(Change(item.name, reason, item.values, None, ext))
+                elif row.body_hash != item.body_hash:
+                    diff.to_change.append(Change(item.name, "changed since it was pushed", item.values,
+                                                 on_device.get(ext, item.rule_id), ext))
+        if mode == Mode.REPLACE:
+            gone = [row for name, row in rows.items() if name not in wanted]
+        elif mode == Mode.REMOVE:
+            gone = [rows[n] for n in (wanted or rows) if n in rows]
+        else:
+            gone = []
+        for row in gone:
+            present = listing is None or on_device.has(row.external_id, row.rule_tag)
+            diff.to_remove.append(Change(row.name, "not wanted" if present else
+                                         "recorded only: already gone from device", None,
+                                         on_device.get(row.external_id, row.rule_tag), row.external_id))
+        return diff
+
+    # -- changing the device ------------------------------------------------------------
+    def commit(self, diff: Diff, confirm_timeout: Optional[float] = None) -> dict[str, str]:
+        rows = self._recorded()
+        self._before = dict(rows)
+        for change in diff.to_add:  # recorded but gone (drift): forget the id so it is pushed again
+            row = rows.get(change.name)
+            if row is not None and row.status == RuleState.APPLIED:
+                self.tracker.forget_external_id(row.id)
+                row.external_id, row.status = None, RuleState.PENDING
+        sync = RuleSync(self.runner, self.tracker, nf_id=self.nf_id, device_id=self.device_id,
+                        vendor=self.vendor, resource=self.resource, service=self.service, rows=rows)
+        mode = self.candidate.mode
+        if mode == Mode.REMOVE:
+            ids = sync.delete(self._items)
+        elif mode == Mode.REPLACE:
+            ids = sync.update(self._items)
+        else:
+            ids = sync.create(self._items)
+        if sync.changed:
+            self.runner.commit()
+        return ids
+
+    def verify(self, diff: Diff) -> list[str]:
+        """List the device: pushed rules must be there, removed ones gone."""
+        if not self.runner.has(self.service, "list"):
+            raise VerifyError(self.resource, sorted(diff.names()),
+                              f"services.{self.service} has no list operation to read them back with")
+        on_device = _Listing(self.runner.list(self.service))
+        rows = self._recorded()
+        missing = []
+        for change in diff.to_add + diff.to_change:
+            row = rows.get(change.name)
+            if row is None or not row.external_id or not on_device.has(row.external_id, row.rule_tag):
+                missing.append(change.name)
+        for change in diff.to_remove:
+            row = self._before.get(change.name)
+            if on_device.has(change.external_id, row.rule_tag if row is not None else None):
+                missing.append(change.name)
+        return sorted(set(missing))
+
+    def external_ids(self) -> dict[str, str]:
+        if self.candidate is None or self.candidate.mode == Mode.REMOVE:
+            return {}
+        rows = self._recorded()
+        return {i.name: rows[i.name].external_id for i in self._items
+                if i.name in rows and rows[i.name].external_id}
+
+    def _recorded(self) -> dict[str, PushedRule]:
+        return self.tracker.recorded(self.nf_id, self.device_id, self.service)
+
+
+class _Listing:
+    """A device listing, searchable by external id and by rule tag (the list's keyPath)."""
+
+    def __init__(self, listing: Optional[list[dict]]):
+        self.items = listing or []
+        self.by_id = {str(i["id"]): i for i in self.items}
+
+    def _by_tag(self, tag: Optional[str]) -> Optional[dict]:
+        if not tag:
+            return None
+        for item in self.items:
+            key = item.get("key")
+            if isinstance(key, str) and (key == tag or key.startswith(tag + " ")):
+                return item
+        return None
+
+    def get(self, external_id: Optional[str], tag: Optional[str]) -> Optional[dict]:
+        found = self.by_id.get(str(external_id)) if external_id else None
+        return found if found is not None else self._by_tag(tag)
+
+    def has(self, external_id: Optional[str], tag: Optional[str]) -> bool:
+        return self.get(external_id, tag) is not None
+
+    def id_of(self, tag: str) -> Optional[str]:
+        found = self._by_tag(tag)
+        return None if found is None else str(found["id"])

@@ -10,6 +10,12 @@ connection is made, so the device keeps the config it had. Then:
   or reloaded without dropping connections (:mod:`.haproxy`).
 - ``routes`` and ``interfaces``: kernel routes tagged as nfp's, addresses (:mod:`.routes`).
 - ``healthmonitor``: an SSH round trip with the pinned host key.
+
+Firewall, loadbalancer and routes run through the convergence core
+(:mod:`nfp.drivers.config.core`) with the sessions of :mod:`.session`: plan
+(compare with what the device reads back), commit, verify (read back again),
+and the result recorded in ``rules``. :meth:`LinuxConfigDriver.diff` compares
+only. Interfaces and the health check are applied directly: they hold no rules.
 """
 from __future__ import annotations
 
@@ -25,7 +31,10 @@ from nfp.config import ConfigError as ConfError
 from nfp.config import default_state_dir
 from nfp.drivers.config.base import (ConfigDriver, ConfigError, ConfigRequest, ConfigResult,
                                      ConfigStatus, DeviceTarget)
+from nfp.drivers.config.core import Candidate, Diff, RuleTracker, compare, converge
 from nfp.drivers.config.linux import haproxy, nft, routes
+from nfp.drivers.config.linux.session import (FirewallSession, LinuxSession, LoadBalancerSession,
+                                              RoutesSession)
 from nfp.drivers.config.linux.ssh import SshPool
 from nfp.resources import (OPAQUE_RESOURCES, Firewall, LoadBalancer, ResourceError,
                            StaticRoutes, parse_resource)
@@ -81,17 +90,11 @@ class LinuxConfigDriver(ConfigDriver):
         if request.operation not in ("create", "update", "delete"):
             return _failure(f"operation: {request.operation!r} must be create, update or delete")
         try:
-            model = parse_resource(request.resource, request.resource_data)
-            _CHECKS.get(request.resource, lambda _m: None)(model)
+            model = self._parse(request)
         except ResourceError as exc:
-            if request.operation == "delete" and request.resource in _DELETE_WITHOUT_DATA:
-                # removing what an NF owns needs only the NF's id: a config that is (now)
-                # invalid must not keep its rules, proxy or routes on the device
-                model = _DELETE_WITHOUT_DATA[request.resource]()
-            else:
-                LOG.warning("nf %s: %s config rejected before reaching device %s: %s",
-                            request.nf_id, request.resource, request.device.id, exc)
-                return _failure(str(exc))
+            LOG.warning("nf %s: %s config rejected before reaching device %s: %s",
+                        request.nf_id, request.resource, request.device.id, exc)
+            return _failure(str(exc))
         started = time.monotonic()
         try:
             result = getattr(self, f"_apply_{request.resource}")(request, model)
@@ -125,40 +128,59 @@ class LinuxConfigDriver(ConfigDriver):
         """The firewall of ``nf_id`` as the kernel has it (a :class:`nfp.resources.Firewall`)."""
         return self._read_table(self._runner(device), nft.table_name(nf_id))
 
-    def close(self) -> None:
+    def diff(self, request: ConfigRequest) -> Optional[Diff]:
+        """What the device reads back as against ``request``'s element; nothing is changed.
+        None for resources without rules (interfaces, healthmonitor, opaque ones)."""
+        if request.resource not in _SESSIONS:
+            return None
+        try:
+            model = self._parse(request)
+            return compare(self._session(request), self._candidate(request, model))
+        except ResourceError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def stop(self) -> None:
+        """Close every SSH session, then the engine this driver made (if any). Idempotent."""
         self.pool.close()
+        super().stop()
 
     # -- resources ---------------------------------------------------------
-    def _apply_firewall(self, request: ConfigRequest, firewall) -> ConfigResult:
-        table = nft.table_name(_owner_id(request))
-        script = (nft.render_delete(table) if request.operation == "delete"
-                  else nft.render_table(table, firewall))
-        out = self._runner(request.device)("nft -f -", stdin=script)
-        if not out.ok:
-            raise ConfigError(f"resource_data.rules: nft refused the rule set "
-                              f"({nft.first_error_line(out.stderr)}); the previous rules stay")
-        if request.operation == "delete":
-            return ConfigResult(ConfigStatus.SUCCESS)
-        return ConfigResult(ConfigStatus.SUCCESS, external_ids={
-            rule.name: nft.external_id(table, rule.name) for rule in firewall.rules if rule.enabled})
+    def _parse(self, request: ConfigRequest):
+        """The element's model, checked; a delete whose data no longer validates works
+        from the owner alone."""
+        try:
+            model = parse_resource(request.resource, request.resource_data)
+            _CHECKS.get(request.resource, lambda _m: None)(model)
+            return model
+        except ResourceError:
+            if request.operation == "delete" and request.resource in _DELETE_WITHOUT_DATA:
+                # removing what an NF owns needs only the NF's id: a config that is (now)
+                # invalid must not keep its rules, proxy or routes on the device
+                return _DELETE_WITHOUT_DATA[request.resource]()
+            raise
 
-    def _apply_loadbalancer(self, request: ConfigRequest, lb) -> ConfigResult:
-        service = haproxy.HaproxyService(
-            self._runner(request.device),
-            f"{self._workdir(request.device)}/haproxy/{_key(_owner_id(request))}",
-            reload_timeout=self.opts.reload_timeout)
-        if request.operation == "delete":
-            service.delete()
-        else:
-            service.apply(lb, request.nf_id or "")
-        return ConfigResult(ConfigStatus.SUCCESS, external_ids={
-            haproxy.server_name(m): f"{m.address}:{m.protocol_port}" for m in lb.members})
+    def _session(self, request: ConfigRequest) -> LinuxSession:
+        owner, device = _owner_id(request), request.device
+        args = (self._runner(device), RuleTracker(self.sessionmaker), device, owner, _key(owner))
+        if request.resource == "firewall":
+            return FirewallSession(*args)
+        if request.resource == "loadbalancer":
+            return LoadBalancerSession(*args, workdir=self._workdir(device),
+                                       reload_timeout=self.opts.reload_timeout)
+        return RoutesSession(*args, workdir=self._workdir(device),
+                             route_owner=f"{request.service_type}-{_key(owner)}")
 
-    def _apply_routes(self, request: ConfigRequest, static_routes) -> ConfigResult:
-        owner = f"{request.service_type}-{_key(_owner_id(request))}"
-        routes.RouteTable(self._runner(request.device), self._workdir(request.device),
-                          owner).apply(static_routes, request.operation)
-        return ConfigResult(ConfigStatus.SUCCESS)
+    @staticmethod
+    def _candidate(request: ConfigRequest, model) -> Candidate:
+        return Candidate.for_operation(request.operation, resource=request.resource, model=model,
+                                       owner=_owner_id(request))
+
+    def _converge(self, request: ConfigRequest, model) -> ConfigResult:
+        outcome = converge(self._session(request), self._candidate(request, model))
+        return ConfigResult(ConfigStatus.SUCCESS, external_ids=outcome.external_ids,
+                            data={"changes": len(outcome.diff.names())})
+
+    _apply_firewall = _apply_loadbalancer = _apply_routes = _converge
 
     def _apply_interfaces(self, request: ConfigRequest, interfaces) -> ConfigResult:
         raw = (request.resource_data or {}).get("interfaces") or []
@@ -188,6 +210,8 @@ class LinuxConfigDriver(ConfigDriver):
         return nft.parse_table(out.stdout)
 
 
+#: resources applied through the convergence core
+_SESSIONS = ("firewall", "loadbalancer", "routes")
 #: per-resource checks the schema cannot express
 _CHECKS = {"firewall": nft.check, "loadbalancer": haproxy.check}
 #: resources whose delete works from the owner alone (routes: every route the owner added)

@@ -24,7 +24,8 @@ Run = Callable[..., Output]
 ROUTE_PROTO = 233
 
 
-def _route_key(destination: str, nexthop: str) -> tuple[str, str]:
+def route_key(destination: str, nexthop: str) -> tuple[str, str]:
+    """A route as ``(network, nexthop)``, both normalised."""
     return (str(ipaddress.ip_network(destination, strict=False)), str(ipaddress.ip_address(nexthop)))
 
 
@@ -42,8 +43,8 @@ class RouteTable:
 
     def apply(self, routes: StaticRoutes, operation: str) -> None:
         """Make the owner's routes equal ``routes`` (create/update), or remove them (delete)."""
-        wanted = [_route_key(r.destination, r.nexthop) for r in routes.routes]
-        previous = self._owned()
+        wanted = [route_key(r.destination, r.nexthop) for r in routes.routes]
+        previous = self.owned()
         if operation == "delete":
             removals, wanted = (wanted or previous), []
             keep = [r for r in previous if r not in removals]
@@ -63,7 +64,8 @@ class RouteTable:
         if commands:
             self.run(["ip", "-force", "-batch", "-"], stdin="\n".join(commands) + "\n")
 
-    def _owned(self) -> list[tuple[str, str]]:
+    def owned(self) -> list[tuple[str, str]]:
+        """The routes this owner added, as recorded on the device."""
         out = self.run(f"cat {shlex.quote(self.state_file)} 2>/dev/null")
         try:
             return [tuple(r) for r in json.loads(out.stdout)] if out.ok else []

@@ -23,6 +23,7 @@ from nfp.drivers.device.netns import iproute, keys, naming, segments, sshd
 from nfp.drivers.device.netns.options import parse_options
 from nfp.drivers.device.netns.records import DeviceRecord, DeviceStore
 from nfp.drivers.device.netns.sweep import Sweeper
+from nfp.flows import DeviceStatus
 
 LOG = logging.getLogger(__name__)
 
@@ -202,7 +203,7 @@ class NetnsDeviceDriver(DeviceDriver):
         need = len(device_data.get("ports") or [])
         for device in devices:
             room = (device.get("max_interfaces") or 0) - (device.get("interfaces_in_use") or 0)
-            if room >= need and self.get_network_function_device_status(device) == "ACTIVE":
+            if room >= need and self.get_network_function_device_status(device) == DeviceStatus.ACTIVE:
                 return device
         return None
 
@@ -211,10 +212,10 @@ class NetnsDeviceDriver(DeviceDriver):
         netns = naming.device_netns(device_data.get("id") or "")
         record = self.store.load(netns)
         if record is None or not iproute.netns_exists(netns):
-            return "ERROR"
+            return DeviceStatus.ERROR
         if record.status != "active":
             return "BUILD"
-        return "ACTIVE" if self._healthy(record) else "ERROR"
+        return DeviceStatus.ACTIVE if self._healthy(record) else DeviceStatus.ERROR
 
     def _healthy(self, record: DeviceRecord) -> bool:
         return (iproute.netns_exists(record.netns) and bool(record.mgmt_ip)

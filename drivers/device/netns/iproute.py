@@ -149,14 +149,6 @@ def kill_pids(pids: Sequence[int], grace: float = 2.0) -> None:
             return
 
 
-def delete_netns(name: str) -> None:
-    """Kill every process inside ``name`` and delete it; a missing namespace is fine."""
-    if not netns_exists(name):
-        return
-    kill_pids(netns_pids(name))
-    run([IP, "netns", "delete", name], check=False)
-
-
 def find_pids(needle: str) -> list[int]:
     """Processes whose command line contains ``needle`` (for orphan sweeps)."""
     found = []

@@ -14,7 +14,6 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 from nfp.drivers.device.netns import iproute
 
@@ -93,14 +92,6 @@ def wait_ready(address: str, port: int, pid: int, timeout: float) -> None:
             raise RuntimeError(f"sshd on {address}:{port} not ready after {timeout:.1f}s")
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
-
-
-def read_pid(workdir: Path) -> Optional[int]:
-    """The pid sshd wrote, or None."""
-    try:
-        return int((workdir / "sshd.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def probe(address: str, port: int, timeout: float = 1.0) -> bool:

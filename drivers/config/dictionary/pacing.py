@@ -1,10 +1,12 @@
-"""Per-device pacing: a token bucket, and exponential backoff delays for retries."""
+"""Per-device pacing: a token bucket that spaces out the calls to one device.
+
+Retry delays are not here: every retry in nfp takes them from :mod:`nfp.backoff`.
+"""
 from __future__ import annotations
 
-import random
 import threading
 import time
-from typing import Iterator, Optional
+from typing import Optional
 
 
 class TokenBucket:
@@ -33,9 +35,3 @@ class TokenBucket:
             self._sleep(wait)
         return wait
 
-
-def backoff_delays(retries: int, base: float, cap: float = 10.0) -> Iterator[float]:
-    """``retries`` delays: base, 2*base, 4*base ... capped, with +-20% jitter."""
-    for attempt in range(retries):
-        delay = min(cap, base * (2 ** attempt))
-        yield delay * random.uniform(0.8, 1.2)

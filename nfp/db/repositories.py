@@ -1,0 +1,196 @@
+"""One repository per table of the orchestrator's data model (Octavia's pattern).
+
+Every query the API and the lifecycle handlers make lives here; callers pass
+an open session (or connection) and commit themselves, so a step's writes and
+its completion still commit together. The event table's statements are the
+engine's own (:mod:`nfp.engine.store`) and the rule table's belong to the
+convergence core.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+from sqlalchemy import delete, insert, select, update
+
+from nfp.db.models import (NetworkFunction, NetworkFunctionDevice, NetworkFunctionInstance,
+                           PortInfo, RpcRequest)
+from nfp.flows import DeviceStatus, InstanceStatus, set_device_status, set_instance_status
+
+NF = NetworkFunction.__table__
+NFD = NetworkFunctionDevice.__table__
+
+#: columns callers may filter ``get_network_functions`` by
+NF_FILTER_COLUMNS = frozenset({"id", "name", "tenant_id", "service_id", "service_chain_id",
+                               "service_profile_id", "status", "service_type", "service_vendor",
+                               "device_type"})
+
+
+class NetworkFunctionRepository:
+    """``network_functions``."""
+
+    @staticmethod
+    def get(session, nf_id: str, lock: bool = False) -> Optional[NetworkFunction]:
+        stmt = select(NetworkFunction).where(NetworkFunction.id == nf_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        return session.scalars(stmt).first()
+
+    @staticmethod
+    def row(conn, nf_id: str):
+        """The NF as a plain Core row (the hot read path: no ORM identity map)."""
+        return conn.execute(select(NF).where(NF.c.id == nf_id)).first()
+
+    @staticmethod
+    def existing_ids(session, ids: Iterable[str]) -> set[str]:
+        return set(session.scalars(select(NetworkFunction.id).where(NetworkFunction.id.in_(list(ids)))))
+
+    @staticmethod
+    def insert_many(session, rows: list[dict]) -> None:
+        """Insert validated rows with one statement, after anything the ORM holds."""
+        session.flush()
+        session.execute(insert(NF), rows)
+
+    @staticmethod
+    def find(session, filters: dict[str, list]) -> list[NetworkFunction]:
+        """NFs matching neutron-style filters (``{column: [values]}``), oldest first.
+        Unknown columns raise ``KeyError`` naming the column."""
+        stmt = select(NetworkFunction)
+        for column, values in filters.items():
+            if column not in NF_FILTER_COLUMNS:
+                raise KeyError(column)
+            stmt = stmt.where(getattr(NetworkFunction, column).in_(values))
+        return list(session.scalars(stmt.order_by(NetworkFunction.created_at)))
+
+    @staticmethod
+    def delete(session, nf: NetworkFunction) -> None:
+        session.delete(nf)
+
+
+class InstanceRepository:
+    """``network_function_instances`` and their data ports."""
+
+    @staticmethod
+    def of(session, nf_id: str) -> Optional[NetworkFunctionInstance]:
+        return session.scalars(select(NetworkFunctionInstance)
+                               .where(NetworkFunctionInstance.network_function_id == nf_id)).first()
+
+    @staticmethod
+    def create(session, nf: NetworkFunction, ports: list[dict]) -> NetworkFunctionInstance:
+        """The NF's instance, with a port record per data port (existing ones reused)."""
+        nfi = NetworkFunctionInstance(name=f"{nf.name}-instance", tenant_id=nf.tenant_id,
+                                      network_function_id=nf.id)
+        set_instance_status(nfi, InstanceStatus.PENDING_CREATE)
+        for port in ports:
+            info = session.get(PortInfo, port["id"]) or PortInfo(
+                id=port["id"], tenant_id=nf.tenant_id,
+                port_model=port.get("port_model", "neutron_port"),
+                port_classification=port.get("port_classification", "provider"))
+            nfi.port_info.append(info)
+        session.add(nfi)
+        return nfi
+
+    @staticmethod
+    def delete_with_ports(session, nfi: NetworkFunctionInstance) -> None:
+        port_ids = [p.id for p in nfi.port_info]
+        nfi.port_info.clear()
+        session.flush()
+        session.delete(nfi)
+        session.flush()
+        if port_ids:
+            session.execute(delete(PortInfo).where(PortInfo.id.in_(port_ids)))
+
+
+class DeviceRepository:
+    """``network_function_devices``. Capacity changes are single conditional
+    statements, so concurrent NFs on other workers never over-commit a device."""
+
+    @staticmethod
+    def get(session, device_id: Optional[str]) -> Optional[NetworkFunctionDevice]:
+        return session.get(NetworkFunctionDevice, device_id) if device_id else None
+
+    @staticmethod
+    def shared_candidates(session, filters: dict[str, Any]) -> list[NetworkFunctionDevice]:
+        """ACTIVE shared devices matching the driver's sharing filters (by column)."""
+        stmt = select(NetworkFunctionDevice).where(NetworkFunctionDevice.shared.is_(True),
+                                                   NetworkFunctionDevice.status == DeviceStatus.ACTIVE.value)
+        for column, value in (filters or {}).items():
+            if hasattr(NetworkFunctionDevice, column):
+                stmt = stmt.where(getattr(NetworkFunctionDevice, column) == value)
+        return list(session.scalars(stmt.order_by(NetworkFunctionDevice.id)))
+
+    @staticmethod
+    def reserve(session, device_id: str, need: int) -> bool:
+        """Take ``need`` interfaces and a reference if the device still has room."""
+        res = session.execute(
+            update(NFD).where(NFD.c.id == device_id, NFD.c.interfaces_in_use + need <= NFD.c.max_interfaces,
+                              NFD.c.status == DeviceStatus.ACTIVE.value)
+            .values(interfaces_in_use=NFD.c.interfaces_in_use + need,
+                    reference_count=NFD.c.reference_count + 1))
+        return res.rowcount == 1
+
+    @staticmethod
+    def release(session, device_id: str, held: int) -> None:
+        session.execute(update(NFD).where(NFD.c.id == device_id).values(
+            interfaces_in_use=NFD.c.interfaces_in_use - held, reference_count=NFD.c.reference_count - 1))
+
+    @staticmethod
+    def add_created(session, nf: NetworkFunction, created: dict, need: int) -> None:
+        """Record a device the driver just created for ``nf`` (spawning, not shared)."""
+        nfd = NetworkFunctionDevice(
+            id=created["id"], name=created.get("name", ""), tenant_id=nf.tenant_id,
+            mgmt_ip_address=created.get("mgmt_ip_address"), service_vendor=nf.service_vendor,
+            service_type=nf.service_type, device_type=nf.device_type,
+            max_interfaces=created.get("max_interfaces", need), interfaces_in_use=need,
+            reference_count=1, shared=False, managed=False, description=created.get("description", ""),
+            credentials_ref=created.get("credentials_ref"), extra=created.get("extra", {}),
+            provider_metadata=created.get("provider_metadata", {}))
+        set_device_status(nfd, DeviceStatus.DEVICE_SPAWNING)
+        session.merge(nfd)
+
+    @staticmethod
+    def delete_if_unused(session, device_id: str) -> None:
+        session.execute(NFD.delete().where(NFD.c.id == device_id, NFD.c.reference_count <= 0))
+
+    @staticmethod
+    def upsert_inventory(session, rows: list[dict]) -> int:
+        """Mirror inventory rows (static appliances) into the table; new ones ACTIVE."""
+        existing = {d.id: d for d in session.scalars(
+            select(NetworkFunctionDevice).where(NetworkFunctionDevice.id.in_([r["id"] for r in rows])))}
+        for row in rows:
+            dev = existing.get(row["id"])
+            if dev is None:
+                dev = NetworkFunctionDevice(**row)
+                set_device_status(dev, DeviceStatus.ACTIVE)
+                session.add(dev)
+            else:
+                for key, value in row.items():
+                    setattr(dev, key, value)
+        return len(rows)
+
+
+class RpcRequestRepository:
+    """``rpc_requests``: ids of accepted mutations (redelivery protection)."""
+
+    @staticmethod
+    def seen(session, ids: list[str]) -> dict[str, Optional[str]]:
+        """``{unique_id: object_id}`` of the ids already accepted."""
+        if not ids:
+            return {}
+        rows = session.execute(select(RpcRequest.unique_id, RpcRequest.object_id)
+                               .where(RpcRequest.unique_id.in_(ids)))
+        return dict(rows.all())
+
+    @staticmethod
+    def add(session, unique_id: str, method: str, object_id: Optional[str]) -> None:
+        session.add(RpcRequest(unique_id=unique_id, method=method, object_id=object_id))
+
+    @staticmethod
+    def insert_many(session, rows: list[dict]) -> None:
+        if rows:
+            session.execute(insert(RpcRequest.__table__), rows)
+
+
+network_functions = NetworkFunctionRepository()
+instances = InstanceRepository()
+devices = DeviceRepository()
+rpc_requests = RpcRequestRepository()

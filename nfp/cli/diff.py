@@ -52,7 +52,7 @@ def compute(conf, nf_id: str) -> list[dict]:
     from nfp.db.engine import make_engine, make_sessionmaker
     from nfp.drivers.component import DriverContext
     from nfp.drivers.config.base import ConfigError
-    from nfp.resources import parse_service_config
+    from nfp.desired import desired_config
     from nfp.workers.configurator.client import DirectConfiguratorClient
     engine = make_engine(conf.database_url)
     client = DirectConfiguratorClient(conf)
@@ -60,7 +60,7 @@ def compute(conf, nf_id: str) -> list[dict]:
         sessionmaker = make_sessionmaker(engine)
         nf, target = _load(sessionmaker, nf_id)
         client.setup(DriverContext(conf, sessionmaker, _secrets(conf, sessionmaker)))
-        elements = parse_service_config(nf.service_config)
+        elements = desired_config(nf.service_config, nf.spec)
         try:
             diffs = client.diff(nf.service_type, elements, target, nf.id)
         except (ConfigError, LookupError) as exc:

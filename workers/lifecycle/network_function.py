@@ -14,6 +14,8 @@ from nfp.db.repositories import devices, instances, network_functions
 from nfp.engine.events import Outcome, again, done, fail
 from nfp.flows import (OP_STATUS, DeviceStatus, InstanceStatus, NFStatus, set_device_status,
                        set_instance_status, set_nf_status)
+from nfp.desired import desired_config
+from nfp.heat.translate import HeatError
 from nfp.resources import dump_service_config, parse_service_config
 from nfp.workers.lifecycle.driver_data import target
 
@@ -69,6 +71,10 @@ def create(step) -> Outcome:
     nf = network_functions.get(step.session, step.scope)
     if nf is None:
         return fail("network function vanished")
+    try:  # a config nfp cannot translate fails here, before any device is touched
+        desired_config(nf.service_config, nf.spec)
+    except HeatError as exc:
+        return fail(f"service_config: {exc}")
     if instances.of(step.session, nf.id) is None:
         instances.create(step.session, nf, nf.spec.get("ports", []))
     return done()
@@ -158,7 +164,7 @@ def _apply_service_config(step, operation: str) -> Outcome:
         LOG.warning("NF %s: the NF or its device row is gone; %s of its config fails",
                     step.scope, operation)
         return fail("network function or its device vanished")
-    elements = parse_service_config(nf.service_config)
+    elements = desired_config(nf.service_config, nf.spec)
     where = target(nfd, nf.service_vendor)
     step.checkpoint()
     if not elements:
@@ -190,7 +196,11 @@ def unconfigure_service(step) -> Outcome:
     nfd = devices.get(step.session, nfi.network_function_device_id if nfi else None)
     if nf is None or nfd is None:
         return done()
-    elements = parse_service_config(nf.service_config)
+    try:
+        elements = desired_config(nf.service_config, nf.spec)
+    except ValueError as exc:  # an untranslatable config never reached the device
+        LOG.info("NF %s: nothing to remove for a config that never translated (%s)", nf.id, exc)
+        elements = []
     where = target(nfd, nf.service_vendor)
     step.checkpoint()
     if elements:

@@ -1,0 +1,1 @@
+"""Heat service configs (the templates GBP node drivers send) as nfp resources."""

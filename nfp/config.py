@@ -99,6 +99,9 @@ class OrchestratorConf(_Section):
     worker_heartbeat_timeout: float = Field(default=30, gt=0)
     #: an operation arriving while another runs on the same NF waits this many seconds at most
     busy_wait_max: float = Field(default=3600, gt=0)
+    #: a create, update or delete of an NF whose device is UNREACHABLE (management link
+    #: lost) waits this many seconds at most, polling once a second, then fails as usual
+    unreachable_wait_max: float = Field(default=3600, gt=0)
     #: finished steps (done, failed, cancelled) are purged from the event table
     #: after this many seconds; open steps are never purged
     event_retention: float = Field(default=86400, ge=0)
@@ -109,6 +112,73 @@ class ConfiguratorConf(_Section):
     client: Literal["direct"] = "direct"
     #: map a flavor's service_vendor to another vendor's driver (``{vyos: memory}``)
     vendor_aliases: dict[str, str] = Field(default_factory=dict)
+    #: a vendor with no config driver of its own is served by the dictionary driver when
+    #: ``<vendor>.yaml`` is here, stored (``nfp dictionary load``) or shipped; "" for none
+    dictionary_dir: str = ""
+
+
+class ConfiguratorTlsConf(_Section):
+    """TLS of ``nfp-configurator`` (mutual: clients must present a certificate of nfp's CA).
+    Empty paths default to the PKI directory (``nfp pki init`` / ``issue configurator``)."""
+
+    #: serve HTTPS with required client certificates; false only for a unix-local lab
+    enabled: bool = True
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+    #: certificate revocation list (``nfp pki revoke``); checked for every client certificate
+    crl_file: str = ""
+    #: seconds between checks of the certificate, key and CRL files for changes (reloaded
+    #: into the running server: ``nfp pki rotate`` and ``revoke`` need no restart)
+    reload_interval: float = Field(default=5.0, gt=0)
+
+
+class ConfiguratorJwtConf(_Section):
+    """The short-lived token every configurator request carries (``Authorization: Bearer``)."""
+
+    #: HS256 key file (created 0600 by ``nfp pki init``); empty: ``<pki_dir>/jwt.key``
+    key_file: str = ""
+    audience: str = "nfp-configurator"
+    issuer: str = "nfp-orchestrator"
+    #: longest accepted lifetime (``exp - iat``) in seconds; at most 300
+    max_ttl: int = Field(default=300, ge=1, le=300)
+    #: clock skew tolerated, seconds
+    leeway: int = Field(default=5, ge=0, le=60)
+
+
+class ConfiguratorServiceConf(_Section):
+    """The ``nfp-configurator`` daemon (seed 001's REST API). Not the orchestrator's
+    ``configurator:`` section, which says how the orchestrator reaches drivers."""
+
+    address: str = "127.0.0.1"
+    port: int = Field(default=8070, ge=0, le=65535)
+    #: worker processes running ``configurator.apply`` steps
+    workers: int = Field(default=2, ge=1)
+    #: its own database (the engine's events table must not be shared with the
+    #: orchestrator's workers); empty: SQLite at ``<state_dir>/configurator/configurator.db``
+    database_url: str = ""
+    #: empty: ``<state_dir>/configurator``
+    state_dir: str = ""
+    #: the CA, issued certificates, CRL and JWT key; empty: ``<state_dir>/pki``
+    pki_dir: str = ""
+    #: days a certificate from ``nfp pki issue`` is valid; ``rotate`` renews those
+    #: expiring within ``renew_before_days``
+    cert_days: int = Field(default=30, ge=1)
+    ca_days: int = Field(default=3650, ge=1)
+    renew_before_days: int = Field(default=7, ge=0)
+    tls: ConfiguratorTlsConf = Field(default_factory=ConfiguratorTlsConf)
+    jwt: ConfiguratorJwtConf = Field(default_factory=ConfiguratorJwtConf)
+    #: management source networks allowed to call (CIDRs); empty: nobody (403)
+    allowed_management_cidrs: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    #: appliance management networks requests may target (CIDRs); empty: none (403)
+    allowed_target_cidrs: list[str] = Field(default_factory=list)
+    #: appliances by management IP: ``{id, mgmt_ip_address, credentials_ref, extra}``
+    #: (connection facts and secret names, never secrets)
+    devices: list[dict[str, Any]] = Field(default_factory=list)
+    #: also write the audit log as JSON lines to this file; "" for the table only
+    audit_file: str = ""
+    #: largest request body in bytes (400 above it)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
 
 
 class SecretsConf(_Section):
@@ -122,6 +192,71 @@ class MetricsConf(_Section):
     #: Prometheus /metrics port of the listener; 0 turns it off
     port: int = Field(default=0, ge=0, le=65535)
     address: str = "127.0.0.1"
+
+
+class HealthConf(_Section):
+    """The health monitor process (see ``workers/health``)."""
+
+    #: run the monitor process beside the workers
+    enabled: bool = True
+    #: seconds between liveness probes of one device (a device may set ``extra.health_period``)
+    liveness_period: float = Field(default=10.0, gt=0)
+    #: seconds to wait for a probe's answer
+    timeout: float = Field(default=1.0, gt=0)
+    #: after a failed probe, the next one comes this soon (confirms a failure fast)
+    retry_interval: float = Field(default=2.0, gt=0)
+    #: consecutive failures before a device is DOWN; successes before it is UP again
+    failures_down: int = Field(default=3, ge=1)
+    successes_up: int = Field(default=2, ge=1)
+    #: seconds between deep checks (the config driver's ``healthmonitor``); 0 = off
+    deep_period: float = Field(default=60.0, ge=0)
+    #: threads running deep checks (each blocks on one device)
+    deep_threads: int = Field(default=8, ge=1)
+    #: ``auto`` (TCP connect to a device's ``extra.health_port``/``ssh_port`` or
+    #: ``port``, else ICMP), ``icmp`` or ``tcp``
+    probe: Literal["auto", "icmp", "tcp"] = "auto"
+    #: seconds between writes of health changes (one transaction for all of them)
+    flush_interval: float = Field(default=1.0, gt=0)
+    #: seconds between batched ``last_contact`` writes for devices that did not change
+    contact_write_interval: float = Field(default=60.0, gt=0)
+    #: seconds between reloads of the device list from the database
+    refresh_interval: float = Field(default=5.0, gt=0)
+    #: probes in flight at once; more due probes wait (and count as late)
+    max_in_flight: int = Field(default=8192, ge=1)
+    #: a probe sent this many seconds after it was due counts as late; when many are,
+    #: the monitor reports itself overloaded instead of marking devices down
+    late_after: float = Field(default=1.0, gt=0)
+
+
+class ReconcileConf(_Section):
+    """Drift reconciliation (see ``workers/reconcile``)."""
+
+    #: seconds between scheduled reconciles of one NF (``spec.reconcile.interval`` per NF); 0 = off
+    interval: float = Field(default=900.0, ge=0)
+    #: what a run does with drift: repair, repair-and-prune, report or adopt
+    policy: Literal["repair", "repair-and-prune", "report", "adopt"] = "repair"
+    #: policy per service vendor (``{vyos: report}``); the NF's ``spec.reconcile.policy`` wins
+    vendor_policies: dict[str, Literal["repair", "repair-and-prune", "report", "adopt"]] = \
+        Field(default_factory=dict)
+    #: reconcile an NF's device when it comes back UP
+    on_device_up: bool = True
+
+
+class HealConf(_Section):
+    """Auto-heal of devices that stay DOWN (see ``workers/health/heal.py``)."""
+
+    #: heal devices at all
+    enabled: bool = True
+    #: seconds a device must stay DOWN before it is healed
+    after: float = Field(default=30.0, gt=0)
+    #: seconds before a device is healed again; doubles per attempt up to ``max_backoff``
+    cooldown: float = Field(default=60.0, gt=0)
+    max_backoff: float = Field(default=1800.0, gt=0)
+    #: circuit breaker: when more than this share of the watched devices is DOWN at
+    #: once, nothing is healed and an alarm is raised (the fault is likely nfp's network)
+    breaker_share: float = Field(default=0.5, gt=0, le=1)
+    #: the breaker only judges fleets of at least this many devices
+    breaker_min_devices: int = Field(default=3, ge=1)
 
 
 class LoggingConf(_Section):
@@ -140,14 +275,20 @@ class NfpConfig(BaseModel):
     rpc: RpcConf = Field(default_factory=RpcConf)
     orchestrator: OrchestratorConf = Field(default_factory=OrchestratorConf)
     configurator: ConfiguratorConf = Field(default_factory=ConfiguratorConf)
+    configurator_service: ConfiguratorServiceConf = Field(default_factory=ConfiguratorServiceConf)
     secrets: SecretsConf = Field(default_factory=SecretsConf)
     logging: LoggingConf = Field(default_factory=LoggingConf)
     metrics: MetricsConf = Field(default_factory=MetricsConf)
+    health: HealthConf = Field(default_factory=HealthConf)
+    reconcile: ReconcileConf = Field(default_factory=ReconcileConf)
+    heal: HealConf = Field(default_factory=HealConf)
     #: per device driver options, ``{static: {devices: [...]}}``. The embedded
-    #: default is one ``memory`` appliance, so a bare ``nfp serve`` can run NFs.
+    #: default is one ``memory`` appliance, so a bare ``nfp serve`` can run NFs;
+    #: its capacity (1,000,000 interfaces, 2 per NF) is high enough that it never
+    #: caps a test or a benchmark.
     device_drivers: dict[str, dict[str, Any]] = Field(default_factory=lambda: {
         "static": {"devices": [{"id": "memory-appliance-1", "name": "memory appliance",
-                                "service_vendor": "memory", "max_interfaces": 64}]}})
+                                "service_vendor": "memory", "max_interfaces": 1_000_000}]}})
     #: per config driver options, keyed by vendor
     config_drivers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     #: the file this was loaded from, if any

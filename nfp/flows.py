@@ -19,14 +19,36 @@ create    [rpc] NF PENDING_CREATE
           → [device.healthcheck ‖ device.plug] → device.up (NFI, NFD ACTIVE)
           → [device.configure ‖ service.configure] → nf.configured (NF ACTIVE)
           any failure: NF and NFI ERROR with the reason, ``create.error`` notified
+          (a device whose management link is lost, UNREACHABLE, makes the create wait
+          after device.allocate, polling once a second up to
+          ``orchestrator.unreachable_wait_max`` s, then fail as above)
 delete    [rpc] NF PENDING_DELETE; open steps of the NF cancelled (pre-empts a create)
           nf.delete (waits for pre-empted device calls) → service.unconfigure
           → device.unconfigure → device.unplug → device.release → nf.delete_done
           a failed step is logged and the chain goes on, so a delete always ends;
-          only a failure to remove the rows sets ERROR (``delete.error`` notified)
-operation [rpc] NF <op status> when no other operation runs
-          nf.op (waits while another operation runs) → service.apply (NF ACTIVE)
+          only a failure to remove the rows sets ERROR (``delete.error`` notified);
+          nf.delete_wait waits while the device is UNREACHABLE (up to the limit)
+operation [rpc] NF <op status> when no other operation runs and the NF is not degraded
+          nf.op_wait (waits while the device is UNREACHABLE or the NF degraded; once the
+          link is back, the reconcile clears ``degraded`` first, then the waiting
+          operations pass one at a time in the order they arrived)
+          → nf.op (waits while another operation runs) → service.apply (NF ACTIVE)
           any failure: NF ERROR with the reason, ``update.error`` notified
+reconcile [schedule, device back UP, rpc] no status change
+          nf.reconcile (waits while an operation runs; same key as the NF's steps,
+          so it never races them): compare, repair per policy, record the run
+          any failure: recorded in reconciliation_log; the NF keeps its status
+heal      [health monitor: a device DOWN past ``heal.after``, per-device cooldown with
+          exponential back-off, not while the fleet circuit breaker is open] no status change
+          device.heal (waits while an operation runs; the device driver re-creates and
+          re-plugs a dead device, or leaves a live one whose management path is at
+          fault alone; a driver without heal support gets its config re-pushed)
+          → device.heal_configure (device and service config of every NF on it)
+          any failure: logged, ``nfp.device.heal.error`` notified; the next heal backs off
+
+The ``degraded`` flag of an NF is a column, not a status: the health monitor sets
+it when the NF's device becomes UNREACHABLE; the NF stays ACTIVE and its data
+plane is not touched.
 """
 from __future__ import annotations
 
@@ -159,7 +181,9 @@ def _set(obj, name: str, value) -> None:
 # -- the flows -------------------------------------------------------------------
 CREATE = Flow("create", on_failure="fail_create", tasks=(
     Task("nf.create", then="device.allocate", io=False),
-    Task("device.allocate", then="device.wait_up"),
+    Task("device.allocate", then="device.reachable"),
+    # waits while a shared device's management link is lost (nothing to do for a new one)
+    Task("device.reachable", then="device.wait_up", io=False, poll=Poll(1.0, "unreachable_wait_max")),
     Task("device.wait_up", then=Fork(("device.healthcheck", "device.plug"), join="device.up"),
          poll=Poll("device_poll_interval", "device_poll_max")),
     Task("device.healthcheck", key="health"),
@@ -173,8 +197,10 @@ CREATE = Flow("create", on_failure="fail_create", tasks=(
 
 DELETE = Flow("delete", on_failure=CONTINUE, tasks=(
     # waits (polls) while pre-empted steps of the NF are still talking to the device
-    Task("nf.delete", then="service.unconfigure", io=False, poll=Poll(0.1, 100000),
+    Task("nf.delete", then="nf.delete_wait", io=False, poll=Poll(0.1, 100000),
          branches={"no_device": "nf.delete_done", "gone": None}),
+    # waits while the device is UNREACHABLE; past the limit the delete goes on (CONTINUE)
+    Task("nf.delete_wait", then="service.unconfigure", io=False, poll=Poll(1.0, "unreachable_wait_max")),
     Task("service.unconfigure", then="device.unconfigure"),
     Task("device.unconfigure", then="device.unplug"),
     Task("device.unplug", then="device.release"),
@@ -183,9 +209,23 @@ DELETE = Flow("delete", on_failure=CONTINUE, tasks=(
 ))
 
 OPERATION = Flow("operation", on_failure="fail_operation", tasks=(
+    # waits while the device is UNREACHABLE or the NF degraded (see the module docstring)
+    Task("nf.op_wait", then="nf.op", io=False, poll=Poll(1.0, "unreachable_wait_max")),
     # waits (polls every second) while another operation holds the NF
     Task("nf.op", then="service.apply", io=False, poll=Poll(1.0, "busy_wait_max")),
     Task("service.apply"),
 ))
 
-FLOWS = FlowSet([CREATE, DELETE, OPERATION])
+RECONCILE = Flow("reconcile", on_failure="fail_reconcile", tasks=(
+    # waits (polls every 2 s) while the NF is being created, updated or changed
+    Task("nf.reconcile", poll=Poll(2.0, "busy_wait_max")),
+))
+
+HEAL = Flow("heal", on_failure="fail_heal", tasks=(
+    # waits (polls every 2 s) while an operation holds the NF; "skip": nothing to heal
+    Task("device.heal", then="device.heal_configure", branches={"skip": None},
+         poll=Poll(2.0, "busy_wait_max")),
+    Task("device.heal_configure"),
+))
+
+FLOWS = FlowSet([CREATE, DELETE, OPERATION, RECONCILE, HEAL])

@@ -48,6 +48,7 @@ class NfpCollector:
                     beat.add_metric([str(slot.index)], max(0.0, now - slot.heartbeat.value))
             yield restarts
             yield beat
+            yield from health_families(supervisor)
         try:
             nfs, steps = self._read_db()
         except Exception as exc:
@@ -81,3 +82,50 @@ def serve_metrics(service, address: str, port: int) -> None:
     REGISTRY.register(NfpCollector(service))
     start_http_server(port, addr=address)
     LOG.info("Prometheus metrics on http://%s:%d/metrics", address, port)
+
+
+def health_families(supervisor):
+    """The health monitor's gauges, from the counters it reports every 2 s
+    (see :mod:`nfp.workers.health.process`): devices by verdict, checks, late
+    probes, overload."""
+    for companion in getattr(supervisor, "companions", []):
+        stats = companion.stats
+        if not stats:
+            continue
+        family = GaugeMetricFamily("nfp_device_health", "watched devices by health verdict",
+                                   labels=["health"])
+        for status, count in stats["devices"].items():
+            family.add_metric([status], count)
+        yield family
+        for name, key, help_text in (
+                ("nfp_health_checks", "checks", "liveness probes sent"),
+                ("nfp_health_check_failures", "failures", "liveness probes that failed"),
+                ("nfp_health_late_checks", "late", "probes sent later than health.late_after"),
+                ("nfp_health_deep_checks", "deep_checks", "deep checks started")):
+            counter = CounterMetricFamily(name, help_text)
+            counter.add_metric([], stats[key])
+            yield counter
+        for name, key, help_text in (
+                ("nfp_health_overloaded", "overloaded", "1 while the monitor cannot probe on time"),
+                ("nfp_health_max_lag_seconds", "max_lag", "largest delay of a probe past its due time"),
+                ("nfp_health_in_flight", "in_flight", "probes awaiting an answer")):
+            gauge = GaugeMetricFamily(name, help_text)
+            gauge.add_metric([], float(stats[key]))
+            yield gauge
+        heal = stats.get("heal")
+        if heal:
+            yield from _heal_families(heal)
+
+
+def _heal_families(heal: dict):
+    """Auto-heal: heals started, breaker trips, and the breaker's state (the alarm)."""
+    for name, key, help_text in (
+            ("nfp_heals", "heals", "device heals started"),
+            ("nfp_heal_breaker_trips", "breaker_trips", "times the heal circuit breaker opened")):
+        counter = CounterMetricFamily(name, help_text)
+        counter.add_metric([], heal[key])
+        yield counter
+    gauge = GaugeMetricFamily("nfp_heal_breaker_open", "1 while too many devices are DOWN at once to heal")
+    gauge.add_metric([], float(heal["breaker_open"]))
+    yield gauge
+

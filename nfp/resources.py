@@ -11,7 +11,7 @@ driver touches a device. Drivers take these models and trust them.
 Mapping to dictionary services (seed 000): ``firewall`` → Firewall,
 ``port_forwarding`` → PortForwarding, ``static_nat`` → StaticNat,
 ``source_nat`` → SourceNat, ``loadbalancer`` → LoadBalancer, ``routes`` →
-StaticRoutes.
+StaticRoutes. ``vpn`` (site-to-site IPsec) has no dictionary service yet.
 """
 from __future__ import annotations
 
@@ -209,6 +209,70 @@ class Interfaces(_Model):
     interfaces: list[Interface] = Field(default_factory=list)
 
 
+AuthAlgorithm = Literal["sha1", "sha256", "sha384", "sha512"]
+EncryptionAlgorithm = Literal["3des", "aes-128", "aes-192", "aes-256"]
+Pfs = Literal["group2", "group5", "group14"]
+
+
+class Lifetime(_Model):
+    units: Literal["seconds", "kilobytes"] = "seconds"
+    value: int = Field(default=3600, ge=60)
+
+
+class IkePolicy(_Model):
+    """Phase 1 (VPNaaS ``ikepolicy``)."""
+
+    auth_algorithm: AuthAlgorithm = "sha1"
+    encryption_algorithm: EncryptionAlgorithm = "aes-128"
+    ike_version: Literal["v1", "v2"] = "v1"
+    pfs: Pfs = "group5"
+    phase1_negotiation_mode: Literal["main", "aggressive"] = "main"
+    lifetime: Lifetime = Field(default_factory=Lifetime)
+
+
+class IpsecPolicy(_Model):
+    """Phase 2 (VPNaaS ``ipsecpolicy``)."""
+
+    auth_algorithm: AuthAlgorithm = "sha1"
+    encryption_algorithm: EncryptionAlgorithm = "aes-128"
+    encapsulation_mode: Literal["tunnel", "transport"] = "tunnel"
+    transform_protocol: Literal["esp", "ah", "ah-esp"] = "esp"
+    pfs: Pfs = "group5"
+    lifetime: Lifetime = Field(default_factory=Lifetime)
+
+
+class DeadPeerDetection(_Model):
+    action: Literal["hold", "clear", "restart", "disabled", "restart-by-peer"] = "hold"
+    interval: int = Field(default=30, ge=1)
+    timeout: int = Field(default=120, ge=1)
+
+
+class SiteConnection(_Model):
+    """One IPsec site-to-site connection. The pre-shared key is never carried:
+    ``psk_ref`` names a secret in nfp's secret store, resolved by the driver."""
+
+    name: RuleName
+    peer_address: IPAddress
+    peer_id: Optional[str] = Field(default=None, max_length=255)
+    peer_cidrs: list[Cidr] = Field(min_length=1)
+    psk_ref: str = Field(min_length=1, max_length=255)
+    initiator: Literal["bi-directional", "response-only"] = "bi-directional"
+    mtu: int = Field(default=1500, ge=68, le=9216)
+    dpd: DeadPeerDetection = Field(default_factory=DeadPeerDetection)
+    enabled: bool = True
+    ike: IkePolicy = Field(default_factory=IkePolicy)
+    ipsec: IpsecPolicy = Field(default_factory=IpsecPolicy)
+
+
+class Vpn(_Model):
+    """Site-to-site IPsec (VPNaaS ``vpnservice`` with its connections)."""
+
+    name: RuleName = "vpn"
+    #: the networks behind this end of the tunnels
+    local_cidrs: list[Cidr] = Field(default_factory=list)
+    connections: list[SiteConnection] = Field(default_factory=list)
+
+
 class HealthMonitorResource(BaseModel):
     """Device health check request; fields are driver-specific, so extras are kept."""
 
@@ -226,6 +290,7 @@ RESOURCE_MODELS: dict[str, type[BaseModel]] = {
     "routes": StaticRoutes,
     "interfaces": Interfaces,
     "healthmonitor": HealthMonitorResource,
+    "vpn": Vpn,
 }
 
 #: resources nfp passes through without a schema (upstream's Heat templates)

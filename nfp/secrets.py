@@ -161,9 +161,13 @@ def _key_from_file(path: Path) -> bytes:
     return key
 
 
-def _fernet(key: Union[bytes, str]) -> MultiFernet:
+def _key_parts(key: Union[bytes, str]) -> list[str]:
     raw = key.decode() if isinstance(key, bytes) else key
-    parts = [p.strip() for p in raw.split(",") if p.strip()]
+    return [p.strip() for p in raw.split(",") if p.strip()]
+
+
+def _fernet(key: Union[bytes, str]) -> MultiFernet:
+    parts = _key_parts(key)
     if not parts:
         raise SecretError("the secret key is empty")
     try:
@@ -181,11 +185,16 @@ class SecretStore:
     Parameters:
         session_factory: a SQLAlchemy ``sessionmaker`` for the nfp database.
         key: the Fernet key (or comma-separated keys, newest first).
+        reload_key: reads the key again; called once when a secret does not decrypt,
+            so a running daemon follows ``nfp secret rotate-key`` without a restart.
     """
 
-    def __init__(self, session_factory: Callable, key: Union[bytes, str]):
+    def __init__(self, session_factory: Callable, key: Union[bytes, str],
+                 reload_key: Optional[Callable[[], Union[bytes, str]]] = None):
         self._sessions = session_factory
         self._fernet = _fernet(key)
+        self._keys = _key_parts(key)
+        self._reload_key = reload_key
 
     def put(self, name: str, value: Union[str, dict]) -> None:
         """Store ``value`` (a string, or a mapping stored as JSON) under ``name``."""
@@ -213,9 +222,24 @@ class SecretStore:
         try:
             value = self._fernet.decrypt(token.encode()).decode()
         except InvalidToken:
-            raise SecretError(f"secret {name!r} cannot be decrypted with the configured key") from None
+            value = self._decrypt_with_reloaded_key(name, token)
         REDACTOR.register(value)
         return value
+
+    def _decrypt_with_reloaded_key(self, name: str, token: str) -> str:
+        """The key may have been rotated since this store was made: read it again, once."""
+        if self._reload_key is not None:
+            try:
+                key = self._reload_key()
+                fernet = _fernet(key)
+                value = fernet.decrypt(token.encode()).decode()
+            except (InvalidToken, SecretError, OSError):
+                pass
+            else:
+                self._fernet, self._keys = fernet, _key_parts(key)
+                LOG.info("secret key changed on disk (rotated); using the new key from now on")
+                return value
+        raise SecretError(f"secret {name!r} cannot be decrypted with the configured key")
 
     def get_mapping(self, name: str) -> dict[str, str]:
         """``name`` as a mapping: a JSON object secret as is, a plain one as ``{'value': ...}``."""
@@ -240,6 +264,25 @@ class SecretStore:
                 count += 1
         return count
 
+    def rotate_to(self, new_key: Union[bytes, str]) -> int:
+        """Re-encrypt every secret with ``new_key`` in one transaction (each one is
+        decrypted with this store's keys first); return how many were rewritten.
+        From then on this store encrypts with ``new_key``."""
+        from nfp.db.rules import Secret
+        raw = new_key.decode() if isinstance(new_key, bytes) else new_key
+        combined = _fernet(",".join([_key_parts(raw)[0], *self._keys]))
+        count = 0
+        with self._sessions() as session, session.begin():
+            for row in session.scalars(select(Secret)):
+                try:
+                    row.ciphertext = combined.rotate(row.ciphertext.encode()).decode()
+                except InvalidToken:
+                    raise SecretError(f"secret {row.name!r} cannot be decrypted with the current key; "
+                                      "nothing was re-encrypted") from None
+                count += 1
+        self._fernet, self._keys = _fernet(raw), _key_parts(raw)
+        return count
+
     def delete(self, name: str) -> None:
         """Remove ``name`` (no error if it is absent)."""
         from nfp.db.rules import Secret
@@ -251,3 +294,46 @@ class SecretStore:
         from nfp.db.rules import Secret
         with self._sessions() as session:
             return list(session.scalars(select(Secret.name).order_by(Secret.name)))
+
+
+def write_key_file(path: Path, key: Union[bytes, str]) -> None:
+    """Replace the key file with ``key`` atomically; the file is 0600 from its first byte."""
+    text = key.decode() if isinstance(key, bytes) else key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text.strip() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, 0o600)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def rotate_key(conf: Any, session_factory: Callable, environ: Optional[dict] = None) -> int:
+    """Re-encrypt every stored secret with a fresh key and write it to the key file
+    (0600); return how many secrets were rewritten.
+
+    Crash-safe: the file first holds the new key *and* the old ones (the first
+    encrypts, all decrypt), then the secrets are re-encrypted in one transaction,
+    then the file keeps the new key only. Running daemons pick the new key up
+    from the file when a secret no longer decrypts with theirs. A key given in
+    the environment cannot be rotated here (nfp cannot change the environment)."""
+    environ = os.environ if environ is None else environ
+    env_name = conf.secrets.key_env
+    if environ.get(env_name):
+        raise SecretError(f"the secret key comes from ${env_name}; rotate-key writes the key file "
+                          f"{conf.secret_key_file}: unset ${env_name} and keep the key in the file")
+    path = Path(conf.secret_key_file)
+    old = load_key(conf, environ)
+    new = Fernet.generate_key().decode()
+    store = SecretStore(session_factory, old)
+    write_key_file(path, ",".join([new, *_key_parts(old)]))
+    count = store.rotate_to(new)
+    write_key_file(path, new)
+    LOG.info("secret key rotated: %d secret(s) re-encrypted; key file %s rewritten (mode 0600)", count, path)
+    return count

@@ -97,6 +97,10 @@ class OrchestratorService:
         self.listener = RpcListener(self.conf, endpoints,
                                     topics=[self.conf.rpc.topic, self.conf.rpc.notification_topic])
         self.listener.start()
+        from nfp.rpc.topology import durability_warning
+        warning = durability_warning(self.conf)
+        if warning:
+            LOG.warning(warning)
         LOG.info("nfp orchestrator ready: %d workers, topic %s on exchange %s, database %s",
                  self.conf.worker_count, self.conf.rpc.topic, self.conf.transport.control_exchange,
                  self.engine.url.render_as_string(hide_password=True))

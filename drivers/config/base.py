@@ -66,6 +66,8 @@ class ConfigRequest:
         device(DeviceTarget): where to apply it.
         nf_id(str): the owning network function, for logs and rule tracking.
         tenant_id(str): the owning tenant.
+        repair(bool): plan from what the device really has (a full compare), not
+            from the driver's records, so drift is repaired (the reconciler sets it).
     """
 
     operation: str
@@ -75,6 +77,7 @@ class ConfigRequest:
     device: DeviceTarget
     nf_id: Optional[str] = None
     tenant_id: Optional[str] = None
+    repair: bool = False
 
 
 @dataclass

@@ -17,8 +17,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from nfp import flows
 from nfp.api import schemas, views
 from nfp.db.base import utcnow
+from nfp.db import errors as db_errors
 from nfp.db.repositories import (NF_FILTER_COLUMNS, devices, instances, network_functions,
-                                  rpc_requests)
+                                  ports, rpc_requests)
 from nfp.engine import store
 from nfp.exceptions import Conflict, InvalidRequest, NotFound
 from nfp.flows import OP_STATUS, NFStatus, set_nf_status
@@ -36,8 +37,17 @@ OP_METHODS = {
     "chain_parameters_updated_notification": ("chain_parameters", schemas.ChainParamsArgs),
 }
 MUTATIONS = {"create_network_function", "delete_network_function", "network_function_notification",
-             *OP_METHODS}
-READS = {"get_network_function", "get_network_functions", "get_network_function_details"}
+             *OP_METHODS, "reconcile_network_function"}
+READS = {"get_network_function", "get_network_functions", "get_network_function_details",
+         "get_plumbing_info", "get_port_info", "get_network_function_context",
+         "get_device_health"}
+#: ``rpc_requests.unique_id`` is String(64); oslo sends 32 hex characters
+MAX_UNIQUE_ID = 64
+#: ``network_functions.service_vendor`` / ``device_type`` are String(64)
+MAX_FLAVOR_VALUE = 64
+#: ``status_code`` values (any case) that mean the configurator failed; ``unhandled``
+#: is not one of them: it means "not applied here", as upstream's NSO read it
+FAILED_CODES = {"failure", "failed", "error"}
 
 
 def validate_service_config(raw: Any, field: str) -> None:
@@ -79,9 +89,11 @@ class OrchestratorEndpoints:
         self.on_batch(len(requests))
         try:
             return self._batch(requests)
-        except SQLAlchemyError:
+        except SQLAlchemyError as exc:
             if len(requests) == 1:
-                raise
+                if not db_errors.is_data_error(exc):
+                    raise  # the intake retries what the environment caused
+                return [self._refuse(requests[0], exc)]
             LOG.warning("group commit of %d requests failed; retrying them one by one", len(requests))
             out: list[Reply] = []
             for req in requests:
@@ -101,6 +113,18 @@ class OrchestratorEndpoints:
         except (InvalidRequest, NotFound) as exc:
             return Reply(error=exc)
 
+    def _refuse(self, req: IncomingRequest, exc: BaseException) -> Reply:
+        """One refusal for a value the database rejected: retrying cannot help, and
+        a retry loop would stall intake. The reason never carries SQL."""
+        what = "network function" if req.method == "create_network_function" else \
+            f"{req.method.replace('_', ' ')}"
+        refused = db_errors.refusal(exc, what)
+        LOG.error("%s %s refused: %s", "call" if req.is_call else "cast", req.method, refused)
+        if not req.is_call:
+            with self.sessionmaker.begin() as session:
+                self._fail_cast(session, req, refused)
+        return Reply(error=refused)
+
     # -- batching -----------------------------------------------------------
     def _batch(self, requests: list[IncomingRequest]) -> list[Reply]:
         """One transaction for the batch. Creates are validated in Python and
@@ -112,6 +136,10 @@ class OrchestratorEndpoints:
         with self.sessionmaker.begin() as session:
             seen = rpc_requests.seen(session, [r.unique_id for r in requests if r.unique_id])
             for index, req in enumerate(requests):
+                if req.unique_id and len(req.unique_id) > MAX_UNIQUE_ID:
+                    outcomes[index] = Reply(error=InvalidRequest(
+                        "_unique_id", f"must be at most {MAX_UNIQUE_ID} characters"))
+                    continue
                 if req.unique_id and req.unique_id in seen:
                     outcomes[index] = self._duplicate(session, seen[req.unique_id])
                     continue
@@ -176,6 +204,8 @@ class OrchestratorEndpoints:
                     return self._delete(session, req)
                 if req.method == "network_function_notification":
                     return self._notification(session, req)
+                if req.method == "reconcile_network_function":
+                    return self._reconcile_network_function(session, req)
                 return self._operation(session, req)
         except (InvalidRequest, NotFound, Conflict) as exc:
             if not req.is_call:
@@ -203,6 +233,10 @@ class OrchestratorEndpoints:
         if not flavor.get("service_vendor"):
             raise InvalidRequest("network_function.service_profile.service_flavor",
                                  "must name service_vendor (service_vendor=X,device_type=Y)")
+        for key in ("service_vendor", "device_type"):
+            if len(flavor.get(key) or "") > MAX_FLAVOR_VALUE:
+                raise InvalidRequest("network_function.service_profile.service_flavor",
+                                     f"{key} must be at most {MAX_FLAVOR_VALUE} characters")
         validate_service_config(nf_in.service_config, "network_function.service_config")
         raw_config = nf_in.service_config
         if raw_config is None and nf_in.service_chain_node:
@@ -210,8 +244,20 @@ class OrchestratorEndpoints:
         if raw_config is not None and not isinstance(raw_config, str):
             raw_config = dump_service_config(parse_service_config(raw_config))
         now = utcnow()
+        spec = {"ports": nf_in.ports(), "management": nf_in.management or
+                ({"id": nf_in.management_ptg_id} if nf_in.management_ptg_id else {}),
+                "network_mode": nf_in.network_function_mode, "flavor": flavor,
+                "consumers": nf_in.consumers(), "subnet_cidrs": nf_in.subnet_cidrs(),
+                "provider": _endpoint_spec(nf_in.provider),
+                # for Heat get_param (nfp.desired.heat_params)
+                "config_param_values": nf_in.config_param_values()}
+        if nf_in.consuming_ptgs_details is not None or nf_in.consuming_eps_details is not None:
+            # an upstream caller: the firewall's rules follow the consumers it names,
+            # and no consumer means no rule, as upstream's copied rules did
+            spec["follow_consumers"] = True
         return {
-            "id": nf_in.id or str(uuid.uuid4()), "name": nf_in.name, "description": nf_in.description,
+            "id": nf_in.id or str(uuid.uuid4()), "name": nf_in.nf_name(),
+            "description": nf_in.description,
             "tenant_id": nf_in.tenant_id,
             "service_id": nf_in.service_chain_node.id if nf_in.service_chain_node else None,
             "service_chain_id": nf_in.service_chain_instance.id if nf_in.service_chain_instance else None,
@@ -219,10 +265,7 @@ class OrchestratorEndpoints:
             "config_policy_id": None, "status": NFStatus.PENDING_CREATE.value, "status_description": "",
             "service_type": nf_in.service_profile.service_type,
             "service_vendor": flavor["service_vendor"], "device_type": flavor.get("device_type", "static"),
-            "spec": {"ports": nf_in.ports(), "management": nf_in.management or
-                     ({"id": nf_in.management_ptg_id} if nf_in.management_ptg_id else {}),
-                     "network_mode": nf_in.network_function_mode,
-                     "consumers": nf_in.consuming_ptgs_details or [], "flavor": flavor},
+            "spec": spec,
             "generation": 0, "operation": "create", "created_at": now, "updated_at": now}
 
     def _delete(self, session, req):
@@ -255,7 +298,8 @@ class OrchestratorEndpoints:
             payload_args["config"] = cfg if isinstance(cfg, str) else \
                 dump_service_config(parse_service_config(cfg))
         token = f"{op}:{req.unique_id or uuid.uuid4().hex}"
-        if nf.operation is None:
+        # a degraded NF (device unreachable) stays ACTIVE: its operation waits in nf.op_wait
+        if nf.operation is None and not nf.degraded:
             nf.operation = token
             set_nf_status(nf, OP_STATUS[op])
         refs = store.add(session, [flows.OPERATION.start(nf.id, {"op": op, "token": token,
@@ -268,7 +312,7 @@ class OrchestratorEndpoints:
         context = (data.get("info") or {}).get("context") or {}
         items = data.get("notification") or []
         failed = [n for n in items if isinstance(n, dict)
-                  and (n.get("data") or {}).get("status_code") == "FAILURE"]
+                  and str((n.get("data") or {}).get("status_code") or "").lower() in FAILED_CODES]
         event_id = context.get("event_id")
         if isinstance(event_id, int):
             ref = store.resume(session, event_id, {"status": "FAILURE" if failed else "SUCCESS",
@@ -305,3 +349,55 @@ class OrchestratorEndpoints:
             raise NotFound(f"network function {args.network_function_id} not found")
         nfi = instances.of(session, nf.id)
         return views.details(nf, nfi, devices.get(session, nfi.network_function_device_id if nfi else None))
+
+    def _get_plumbing_info(self, session, args: dict):
+        """What the plumber must create before a chain with a device is built:
+        a gateway (provider and consumer PT) for firewall and VPN, an endpoint
+        for a load balancer; ``{}`` in base mode (``device_type=None``), where
+        no PT is needed. Upstream's RPC answers ``consumer: [{}]`` for LB too."""
+        profile = schemas.parse(schemas.PlumbingArgs, args).request_info.profile
+        if (profile.device_type() or "").lower() in ("none", "null"):
+            return {}
+        kind = "gateway" if profile.service_type in schemas.GATEWAY_SERVICES else "endpoint"
+        return {"management": [], "provider": [{}], "consumer": [{}], "plumbing_type": kind}
+
+    def _get_port_info(self, session, args: dict):
+        port_id = schemas.parse(schemas.PortIdArgs, args).port_id
+        port = ports.get(session, port_id)
+        return views.port_info(port) if port else None
+
+    def _get_network_function_context(self, session, args: dict):
+        """The details, with every data port of the instance and the device's
+        management and monitoring ports (upstream NCO's view of an NF)."""
+        details = self._get_network_function_details(session, args)
+        nf_id = details["network_function"]["id"]
+        nfi = instances.of(session, nf_id)
+        nfd = devices.get(session, nfi.network_function_device_id if nfi else None)
+        return {"network_function_details": details,
+                "ports_info": [views.port_info(p) for p in (nfi.port_info if nfi else [])],
+                "mngmt_port_info": views.port_info(ports.get(session, nfd.mgmt_port_id))
+                if nfd and nfd.mgmt_port_id else None,
+                "monitor_port_info": views.port_info(ports.get(session, nfd.monitoring_port_id))
+                if nfd and nfd.monitoring_port_id else None}
+
+    # -- assurance (nfp.api.assurance) ----------------------------------------------
+    def _get_device_health(self, session, args):
+        from nfp.api import assurance
+        return assurance.get_device_health(session, args)
+
+    def _reconcile_network_function(self, session, req):
+        from nfp.api import assurance
+        answer, refs = assurance.reconcile_network_function(session, req.args)
+        return Reply(result=answer), refs, answer["network_function_id"]
+
+
+def _endpoint_spec(endpoint: Optional[schemas.Endpoint]) -> dict:
+    """The provider's ids and subnet, kept for the desired config (firewall
+    destinations) and for resolving consumer subnets known only by id."""
+    if endpoint is None:
+        return {}
+    subnet = endpoint.subnet
+    return {"pt_ids": [pt.id for pt in endpoint.pt], "ptg_ids": [g.id for g in endpoint.ptg],
+            "ptg_name": endpoint.ptg[0].name if endpoint.ptg else None,
+            "cidr": subnet.cidr if subnet else None,
+            "subnet_id": subnet.id if subnet else None}

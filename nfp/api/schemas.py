@@ -8,17 +8,30 @@ here and never stored.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+import json
+from typing import Annotated, Any, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError,
+                      field_validator)
 
 from nfp.exceptions import InvalidRequest
 
-Id = str  # kept permissive: neutron/GBP ids are UUIDs, test inventories use names
+#: neutron/GBP ids are 36-character UUIDs (columns are String(36)); test inventories
+#: use names. Anything longer is refused here, with the field named, before a write.
+Id = Annotated[str, StringConstraints(min_length=1, max_length=36)]
+#: keystone project ids: 32 hex characters in practice, String(255) upstream
+TenantId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+#: short labels stored in String(32) columns (``port_model``, ``port_classification``)
+Label = Annotated[str, StringConstraints(max_length=32)]
+#: upstream's names and descriptions are String(255)
+Text255 = Annotated[str, StringConstraints(max_length=255)]
 
 SERVICE_TYPES = {"firewall": "firewall", "fw": "firewall", "loadbalancer": "loadbalancer",
                  "loadbalancerv2": "loadbalancer", "lb": "loadbalancer", "vpn": "vpn",
                  "router": "router", "generic": "generic"}
+#: services upstream plumbs as a gateway (the device routes between provider and
+#: consumer); every other service is an endpoint on the provider network
+GATEWAY_SERVICES = frozenset({"firewall", "vpn", "router"})
 
 
 class _Model(BaseModel):
@@ -26,9 +39,9 @@ class _Model(BaseModel):
 
 
 class ServiceProfile(_Model):
-    id: Optional[str] = None
+    id: Optional[Id] = None
     service_type: str
-    service_flavor: str = Field(min_length=1)
+    service_flavor: str = Field(min_length=1, max_length=1024)
 
     @field_validator("service_type")
     @classmethod
@@ -53,46 +66,104 @@ class ServiceProfile(_Model):
 
 
 class FixedIp(_Model):
-    ip_address: Optional[str] = None
-    subnet_id: Optional[str] = None
+    ip_address: Optional[str] = Field(default=None, max_length=64)
+    subnet_id: Optional[Id] = None
 
 
 class Port(_Model):
-    id: Optional[str] = None
-    mac_address: Optional[str] = None
+    """A neutron port as the node driver sends it (``ip_address`` injected upstream)."""
+
+    id: Optional[Id] = None
+    mac_address: Optional[str] = Field(default=None, max_length=64)
     fixed_ips: list[FixedIp] = Field(default_factory=list)
-    network_id: Optional[str] = None
+    network_id: Optional[Id] = None
+    ip_address: Optional[str] = Field(default=None, max_length=64)
+
+    def address(self) -> Optional[str]:
+        return self.ip_address or (self.fixed_ips[0].ip_address if self.fixed_ips else None)
 
 
 class Subnet(_Model):
-    id: Optional[str] = None
-    cidr: Optional[str] = None
-    gateway_ip: Optional[str] = None
+    id: Optional[Id] = None
+    cidr: Optional[str] = Field(default=None, max_length=64)
+    gateway_ip: Optional[str] = Field(default=None, max_length=64)
+    name: Optional[Text255] = None
+
+
+class PolicyTarget(_Model):
+    """A GBP policy target (``provider.pt`` entries and PT notifications)."""
+
+    id: Id
+    name: Optional[Text255] = None
+    port_id: Optional[Id] = None
+    policy_target_group_id: Optional[Id] = None
+    ip_address: Optional[str] = Field(default=None, max_length=64)
+    fixed_ips: list[FixedIp] = Field(default_factory=list)
+    #: the member port for a load balancer (nfp's own callers)
+    port: Optional[int] = Field(default=None, ge=1, le=65535)
+
+    def address(self) -> Optional[str]:
+        return self.ip_address or (self.fixed_ips[0].ip_address if self.fixed_ips else None)
+
+
+class PolicyTargetGroup(_Model):
+    """A GBP policy target group. ``subnets`` are subnet ids upstream; nfp also
+    takes subnet dicts or CIDRs, which is what a firewall's rules need."""
+
+    id: Id
+    name: Optional[Text255] = None
+    tenant_id: Optional[TenantId] = None
+    subnets: list[Union[Annotated[str, StringConstraints(max_length=64)], Subnet]] = \
+        Field(default_factory=list)
+    proxied_group_id: Optional[Id] = None
+
+
+def _as_list(value: Any) -> Any:
+    """dict (mitaka 4.1.0), list of dicts (newton … queens) or null, as a list."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, dict) else value
 
 
 class Endpoint(_Model):
-    """``provider`` / ``consumer`` as upstream sends them."""
+    """``provider`` / ``consumer`` as upstream sends them: ``pt``, ``ptg`` and
+    ``port`` each a dict, a list of dicts or null; kept whole, as lists."""
 
-    pt: Optional[dict[str, Any]] = None
-    ptg: Optional[dict[str, Any]] = None
-    port: Optional[Port] = None
+    pt: list[PolicyTarget] = Field(default_factory=list)
+    ptg: list[PolicyTargetGroup] = Field(default_factory=list)
+    port: list[Port] = Field(default_factory=list)
     subnet: Optional[Subnet] = None
-    port_model: Optional[str] = None
-    port_classification: Optional[str] = None
+    port_model: Optional[Label] = None
+    port_classification: Optional[Label] = None
+
+    _lists = field_validator("pt", "ptg", "port", mode="before")(lambda cls, v: _as_list(v))
 
 
 class Ref(_Model):
-    id: Optional[str] = None
-    name: Optional[str] = None
+    id: Optional[Id] = None
+    name: Optional[Text255] = None
     config: Optional[str] = None
+    #: a JSON string upstream (``servicechain_instance.config_param_values``)
+    config_param_values: Optional[Union[str, dict]] = None
+
+
+class ConsumingPtg(_Model):
+    """One ``consuming_ptgs_details`` entry: the PTG and its neutron subnets."""
+
+    ptg: PolicyTargetGroup
+    subnets: list[Subnet] = Field(default_factory=list)
+
+
+class ExternalPolicy(_Model):
+    id: Id
 
 
 class NetworkFunctionIn(_Model):
     """``create_network_function(network_function=...)``."""
 
-    name: str = Field(default="", max_length=255)
+    name: Text255 = ""
     description: str = Field(default="", max_length=1024)
-    tenant_id: str = Field(min_length=1, max_length=255)
+    tenant_id: TenantId
     service_profile: ServiceProfile
     service_config: Optional[Union[str, dict, list]] = None
     service_chain_instance: Optional[Ref] = None
@@ -100,33 +171,110 @@ class NetworkFunctionIn(_Model):
     provider: Optional[Endpoint] = None
     consumer: Optional[Endpoint] = None
     management: Optional[dict[str, Any]] = None
-    management_ptg_id: Optional[str] = None
-    network_function_mode: str = "gbp"
-    consuming_ptgs_details: Optional[list[dict[str, Any]]] = None
-    consuming_eps_details: Optional[list[dict[str, Any]]] = None
+    management_ptg_id: Optional[Id] = None
+    network_function_mode: Annotated[str, StringConstraints(max_length=32)] = "gbp"
+    consuming_ptgs_details: Optional[list[ConsumingPtg]] = None
+    consuming_eps_details: Optional[list[ExternalPolicy]] = None
     #: caller-chosen id (lets a retried create find its NF)
-    id: Optional[str] = Field(default=None, max_length=36)
+    id: Optional[Id] = None
+
+    def nf_name(self) -> str:
+        """The name given, else upstream's ``<node name[:6]>_<chain name[:6]>``."""
+        if self.name:
+            return self.name
+        node, sci = self.service_chain_node, self.service_chain_instance
+        if node and sci and node.name is not None and sci.name is not None:
+            return f"{node.name[:6]}_{sci.name[:6]}"
+        return ""
 
     def ports(self) -> list[dict]:
-        out = []
+        """Every data port of provider and consumer, in order (several provider
+        PTs and ports are all kept); ``port[i]`` belongs to ``pt[i]``."""
+        out, seen = [], set()
         for cls, ep in (("provider", self.provider), ("consumer", self.consumer)):
-            if ep is None or (ep.port is None and ep.pt is None):
+            if ep is None:
                 continue
-            port = ep.port or Port()
-            pid = port.id or (ep.pt or {}).get("id")
-            if not pid:
-                continue
-            ip = port.fixed_ips[0].ip_address if port.fixed_ips else None
-            out.append({"id": pid, "port_classification": ep.port_classification or cls,
-                        "port_model": ep.port_model or "neutron_port", "ip_address": ip,
-                        "mac_address": port.mac_address, "network_id": port.network_id,
-                        "cidr": ep.subnet.cidr if ep.subnet else None,
-                        "gateway_ip": ep.subnet.gateway_ip if ep.subnet else None})
+            for index in range(max(len(ep.pt), len(ep.port))):
+                pt = ep.pt[index] if index < len(ep.pt) else None
+                port = ep.port[index] if index < len(ep.port) else Port()
+                pid = port.id or (pt.port_id if pt else None) or (pt.id if pt else None)
+                if not pid or pid in seen:
+                    continue  # VPN+FW chains send the same port twice
+                seen.add(pid)
+                out.append({"id": pid, "port_classification": ep.port_classification or cls,
+                            "port_model": ep.port_model or "neutron_port",
+                            "ip_address": port.address() or (pt.address() if pt else None),
+                            "mac_address": port.mac_address, "network_id": port.network_id,
+                            "policy_target_id": pt.id if pt else None,
+                            "cidr": ep.subnet.cidr if ep.subnet else None,
+                            "gateway_ip": ep.subnet.gateway_ip if ep.subnet else None})
         return out
+
+    def consumers(self) -> list[dict]:
+        """The consumers a firewall's rules follow: each consuming PTG with its
+        subnet CIDRs, and each consuming external policy (any source)."""
+        out = []
+        for entry in self.consuming_ptgs_details or []:
+            out.append(consumer_record(entry.ptg, entry.subnets))
+        for ep in self.consuming_eps_details or []:
+            out.append({"id": ep.id, "kind": "external_policy", "cidrs": [None]})
+        return out
+
+    def subnet_cidrs(self) -> dict[str, str]:
+        """``{subnet id: cidr}`` of every subnet the payload describes, so a
+        consumer PTG notified later with subnet ids only can be resolved."""
+        out = {}
+        subnets = [e.subnet for e in (self.provider, self.consumer) if e and e.subnet]
+        for entry in self.consuming_ptgs_details or []:
+            subnets += entry.subnets
+        for subnet in subnets:
+            if subnet.id and subnet.cidr:
+                out[subnet.id] = subnet.cidr
+        return out
+
+    def config_param_values(self) -> dict:
+        """``service_chain_instance.config_param_values`` parsed (a JSON string
+        upstream, possibly empty), for Heat ``get_param``."""
+        raw = self.service_chain_instance.config_param_values if self.service_chain_instance else None
+        if isinstance(raw, dict):
+            return raw
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise InvalidRequest("network_function.service_chain_instance.config_param_values",
+                                 "must be a JSON object") from None
+        if not isinstance(value, dict):
+            raise InvalidRequest("network_function.service_chain_instance.config_param_values",
+                                 "must be a JSON object")
+        return value
+
+
+def consumer_record(ptg: PolicyTargetGroup, subnets: list = ()) -> dict:
+    """A consuming PTG as the desired config uses it: its id and the CIDRs of
+    its subnets. Upstream skips stitching groups (``proxied_group_id``) and
+    subnets named ``apic_owned_res_*``; subnets known only by id are kept as
+    ids and resolved against the subnets the NF already knows."""
+    cidrs, subnet_ids = [], []
+    for subnet in [*subnets, *ptg.subnets]:
+        if isinstance(subnet, Subnet):
+            if (subnet.name or "").startswith("apic_owned_res_"):
+                continue
+            if subnet.cidr:
+                cidrs.append(subnet.cidr)
+            elif subnet.id:
+                subnet_ids.append(subnet.id)
+        elif "/" in subnet:
+            cidrs.append(subnet)
+        else:
+            subnet_ids.append(subnet)
+    return {"id": ptg.id, "kind": "ptg", "stitching": bool(ptg.proxied_group_id),
+            "cidrs": list(dict.fromkeys(cidrs)), "subnet_ids": list(dict.fromkeys(subnet_ids))}
 
 
 class NfIdArgs(_Model):
-    network_function_id: str = Field(min_length=1, max_length=36)
+    network_function_id: Id
 
 
 class UpdateArgs(NfIdArgs):
@@ -137,21 +285,8 @@ class DeleteArgs(NfIdArgs):
     network_function_data: Optional[dict[str, Any]] = None
 
 
-class PolicyTarget(_Model):
-    id: str = Field(min_length=1)
-    ip_address: Optional[str] = None
-    port: Optional[int] = Field(default=None, ge=1, le=65535)
-    port_id: Optional[str] = None
-
-
 class PolicyTargetArgs(NfIdArgs):
     policy_target: PolicyTarget
-
-
-class PolicyTargetGroup(_Model):
-    id: str = Field(min_length=1)
-    name: Optional[str] = None
-    subnets: list[str] = Field(default_factory=list)
 
 
 class ConsumerArgs(NfIdArgs):
@@ -159,7 +294,22 @@ class ConsumerArgs(NfIdArgs):
 
 
 class ChainParamsArgs(NfIdArgs):
+    """Chain parameters: values for the template's ``get_param`` (a JSON object
+    or its text, like ``config_param_values``)."""
+
     chain_parameters: Union[dict, str, None] = None
+
+    @field_validator("chain_parameters")
+    @classmethod
+    def _json_object(cls, v):
+        if isinstance(v, str) and v.strip():
+            try:
+                parsed = json.loads(v)
+            except ValueError:
+                raise ValueError("must be a JSON object") from None
+            if not isinstance(parsed, dict):
+                raise ValueError("must be a JSON object")
+        return v
 
 
 class FiltersArgs(_Model):
@@ -168,6 +318,38 @@ class FiltersArgs(_Model):
 
 class NotificationArgs(_Model):
     notification_data: dict[str, Any]
+
+
+class PlumbingProfile(_Model):
+    """The service profile in ``get_plumbing_info``: only its type and flavor matter."""
+
+    id: Optional[Id] = None
+    service_type: str
+    service_flavor: Optional[str] = Field(default=None, max_length=1024)
+
+    _type = field_validator("service_type")(ServiceProfile._type.__func__)
+
+    def device_type(self) -> Optional[str]:
+        if not self.service_flavor:
+            return None
+        return ServiceProfile(service_type=self.service_type,
+                              service_flavor=self.service_flavor).flavor().get("device_type")
+
+
+class PlumbingRequest(_Model):
+    profile: PlumbingProfile
+    tenant_id: Optional[TenantId] = None
+    provider: Optional[dict[str, Any]] = None
+
+
+class PlumbingArgs(_Model):
+    """``get_plumbing_info(request_info={profile, tenant_id, provider})``."""
+
+    request_info: PlumbingRequest
+
+
+class PortIdArgs(_Model):
+    port_id: Id
 
 
 def parse(model: type[BaseModel], args: dict, prefix: str = "") -> Any:

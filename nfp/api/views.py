@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from nfp.desired import desired_config
+
 
 def _iso(value) -> Optional[str]:
     return value.isoformat() if value else None
@@ -22,6 +24,9 @@ def nf_dict(nf: Any) -> dict:
             "status": str(nf.status), "status_description": nf.status_description,
             "service_type": nf.service_type, "service_vendor": nf.service_vendor,
             "device_type": nf.device_type,
+            # seed 004: ACTIVE but its device's management link is lost (see nfp.flows)
+            "degraded": bool(getattr(nf, "degraded", False)),
+            "degraded_reason": getattr(nf, "degraded_reason", "") or "",
             "created_at": _iso(nf.created_at), "updated_at": _iso(nf.updated_at)}
 
 
@@ -44,10 +49,22 @@ def instance_dict(nfi: Any) -> dict:
             "port_info": [p.id for p in nfi.port_info]}
 
 
+def port_info(port: Any) -> dict:
+    """``get_port_info``: a port record as upstream's NSO returned it."""
+    return {"id": port.id, "port_classification": port.port_classification,
+            "port_model": port.port_model, "port_role": port.port_role}
+
+
 def details(nf: Any, nfi: Any = None, nfd: Any = None) -> dict:
     """``get_network_function_details``: the NF, its instance and its device
-    (without the driver's private ``extra`` facts)."""
+    (without the driver's private ``extra`` facts), and the config its device
+    must hold (a Heat template translated; ``translation_error`` if it cannot be)."""
+    try:
+        translated, error = desired_config(nf.service_config, getattr(nf, "spec", None)), None
+    except ValueError as exc:  # HeatError, or a config that no longer parses
+        translated, error = None, str(exc)
     return {"network_function": nf_dict(nf), "service_type": nf.service_type,
             "network_function_instance": None if nfi is None else instance_dict(nfi),
             "network_function_device": None if nfd is None else {
-                k: v for k, v in device_dict(nfd).items() if k != "extra"}}
+                k: v for k, v in device_dict(nfd).items() if k != "extra"},
+            "translated_config": translated, "translation_error": error}

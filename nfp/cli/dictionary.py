@@ -35,12 +35,17 @@ def dictionary() -> None:
 
 @dictionary.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def validate(files) -> None:
-    """Check dictionary FILES; print file:line: key: message for each problem."""
+@click.option("--strict", is_flag=True,
+              help="treat warnings (unknown keys, which nfp ignores) as errors; for dictionary authors.")
+def validate(files, strict) -> None:
+    """Check dictionary FILES; print file:line: key: message for each problem.
+    Unknown keys are warnings (exit 0) unless --strict."""
     from nfp.drivers.config.dictionary.loader import validate_file
     failed = 0
     for path in files:
-        issues = validate_file(path)
+        issues, warnings = validate_file(path, strict=strict)
+        for warning in warnings:
+            click.echo(f"{warning}", err=True)
         if issues:
             failed += 1
             for issue in issues:
@@ -66,6 +71,8 @@ def load(file, vendor, config_path, database_url) -> None:
     except DictionaryError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
+    for warning in loaded.warnings:
+        click.echo(str(warning), err=True)
     issues = deep_check(loaded)
     if issues:
         for issue in issues:
@@ -98,10 +105,21 @@ def show(vendor, version, raw, config_path, database_url) -> None:
     click.echo(f"  source:   {loaded.source}")
     click.echo(f"  sha256:   {loaded.sha256}")
     click.echo(f"  access:   {model.access.protocol} port {model.access.default_port}, auth {model.access.auth_type}")
+    from nfp.drivers.config.dictionary.items import SERVICE_OF
+    used = set(SERVICE_OF.values())
     for name, svc in model.services.items():
         ops = [op for op in ("create", "update", "delete", "list") if getattr(svc, op) is not None]
-        click.echo(f"  {name:<15} {', '.join(ops)}")
+        written = loaded.renames.original(("services", name))[-1]
+        alias = f" (written {written})" if written != name else ""
+        unused = "" if name in used else "  [no nfp resource uses it]"
+        click.echo(f"  {name:<15} {', '.join(ops)}{alias}{unused}")
     if model.commit is not None:
         click.echo("  commit:   yes" + (" (polled job)" if model.commit.poll else ""))
     for name, spec in model.vars.items():
         click.echo(f"  var {name} ({spec.type}) = {spec.default!r}")
+    if model.capabilities:
+        click.echo(f"  capabilities: {', '.join(model.capabilities)}")
+    for code, kind in model.error_codes.items():
+        click.echo(f"  error {code!r} -> {kind}")
+    if model.notes:
+        click.echo("  notes:\n" + "\n".join("    " + line for line in model.notes.rstrip().splitlines()))

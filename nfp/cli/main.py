@@ -261,14 +261,18 @@ def status(obj: Ctx):
         nfs = dict(session.execute(select(NetworkFunction.status, func.count())
                                    .group_by(NetworkFunction.status)).all())
         steps = store.counts(session)
-    out.print_json(json.dumps({"network_functions": nfs, "steps": steps}))
+        from nfp.db.models import NetworkFunctionDevice
+        health = dict(session.execute(select(NetworkFunctionDevice.health, func.count())
+                                      .group_by(NetworkFunctionDevice.health)).all())
+    out.print_json(json.dumps({"network_functions": nfs, "steps": steps, "device_health": health}))
     engine.dispose()
 
 
 # -- subcommands from other areas ---------------------------------------------
 def _register_optional() -> None:
     import importlib
-    for module, attr in (("nfp.cli.dictionary", "dictionary"), ("nfp.cli.simulate", "simulate"),
+    for module, attr in (("nfp.cli.dictionary", "dictionary"), ("nfp.cli.secret", "secret"),
+                         ("nfp.cli.simulate", "simulate"),
                          ("nfp.cli.demo", "demo"), ("nfp.cli.device", "device")):
         try:
             cli.add_command(getattr(importlib.import_module(module), attr))
@@ -277,6 +281,15 @@ def _register_optional() -> None:
                 raise
     from nfp.cli.diff import nf_diff
     nf.add_command(nf_diff)
+    from nfp.cli.health import health
+    from nfp.cli.reconcile import audit, reconcile
+    cli.add_command(health)
+    cli.add_command(reconcile)
+    cli.add_command(audit)
+    from nfp.cli.audit import audit_list
+    from nfp.cli.pki import pki
+    audit.add_command(audit_list)
+    cli.add_command(pki)
 
 
 _register_optional()

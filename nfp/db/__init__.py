@@ -7,6 +7,8 @@ import importlib
 MODEL_MODULES = [
     "nfp.db.models",
     "nfp.db.rules",
+    "nfp.configurator.tables",
+    "nfp.audit",
 ]
 
 

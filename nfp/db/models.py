@@ -41,8 +41,13 @@ class NetworkFunction(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     #: bumped by every new operation; steps of an older operation are dropped
     generation: Mapped[int] = mapped_column(Integer, default=0)
-    #: the operation in progress: create, update, delete, pt_add ...
-    operation: Mapped[Optional[str]] = mapped_column(String(32))
+    #: the operation in progress: create, delete, or ``<op>:<request unique id>``
+    #: (``consumer_remove:`` + up to 64 characters; migration 0003 widened it)
+    operation: Mapped[Optional[str]] = mapped_column(String(96))
+    #: its device's management link is lost (UNREACHABLE): the NF stays ACTIVE, its data
+    #: plane untouched, its operations wait; cleared by the reconcile after the link returns
+    degraded: Mapped[bool] = mapped_column(Boolean, default=False)
+    degraded_reason: Mapped[str] = mapped_column(String(512), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -110,8 +115,15 @@ class NetworkFunctionDevice(Base):
     credentials_ref: Mapped[Optional[str]] = mapped_column(String(255))
     #: driver facts recorded at creation (ssh port, pinned host key, netns name ...)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: HEALTHY, UNHEALTHY, UNREACHABLE, or Unknown before the monitor's first verdict
     health: Mapped[str] = mapped_column(String(16), default="Unknown")
     last_contact: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    #: when ``health`` last changed, and why (no secrets: probe and driver messages, redacted)
+    health_changed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    health_reason: Mapped[str] = mapped_column(String(512), default="")
+    #: auto-heal: heals started since the device was last HEALTHY, and when the last started
+    heal_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    healed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -180,6 +192,34 @@ class Event(Base):
     error: Mapped[Optional[str]] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+
+class ReconciliationLog(Base):
+    """One drift reconciliation run of an NF: what differed, what was done, how it went.
+    Names, reasons and counts only: never a rule body or a secret."""
+
+    __tablename__ = "reconciliation_log"
+    __table_args__ = (Index("ix_reconciliation_log_nf_started", "network_function_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    #: the caller's handle (``nfp reconcile`` waits for it)
+    run_id: Mapped[str] = mapped_column(String(36), unique=True, default=new_id)
+    network_function_id: Mapped[str] = mapped_column(String(36))
+    device_id: Mapped[Optional[str]] = mapped_column(String(64), index=True)
+    #: schedule, device_up, on_demand
+    trigger: Mapped[str] = mapped_column(String(32))
+    policy: Mapped[str] = mapped_column(String(32))
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    missing: Mapped[int] = mapped_column(Integer, default=0)
+    extra: Mapped[int] = mapped_column(Integer, default=0)
+    changed: Mapped[int] = mapped_column(Integer, default=0)
+    #: ``{"missing": [...], "extra": [...], "changed": [...], "actions": [...]}`` (names only)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: in_sync, drift, repaired, partial, failed, skipped
+    result: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str] = mapped_column(String(2048), default="")
 
 
 class RpcRequest(Base):

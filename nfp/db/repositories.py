@@ -77,7 +77,8 @@ class InstanceRepository:
     @staticmethod
     def create(session, nf: NetworkFunction, ports: list[dict]) -> NetworkFunctionInstance:
         """The NF's instance, with a port record per data port (existing ones reused)."""
-        nfi = NetworkFunctionInstance(name=f"{nf.name}-instance", tenant_id=nf.tenant_id,
+        # an NF name may use all 255 characters of the column; the suffix must still fit
+        nfi = NetworkFunctionInstance(name=f"{nf.name[:246]}-instance", tenant_id=nf.tenant_id,
                                       network_function_id=nf.id)
         set_instance_status(nfi, InstanceStatus.PENDING_CREATE)
         for port in ports:
@@ -98,6 +99,14 @@ class InstanceRepository:
         session.flush()
         if port_ids:
             session.execute(delete(PortInfo).where(PortInfo.id.in_(port_ids)))
+
+
+class PortRepository:
+    """``port_infos``."""
+
+    @staticmethod
+    def get(session, port_id: Optional[str]) -> Optional[PortInfo]:
+        return session.get(PortInfo, port_id) if port_id else None
 
 
 class DeviceRepository:
@@ -193,4 +202,5 @@ class RpcRequestRepository:
 network_functions = NetworkFunctionRepository()
 instances = InstanceRepository()
 devices = DeviceRepository()
+ports = PortRepository()
 rpc_requests = RpcRequestRepository()

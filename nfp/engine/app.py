@@ -35,8 +35,20 @@ class Application:
         registry(callable): ``() -> Registry``, the step types it runs.
         services(callable): ``(conf) -> Services``; the services own the process's
             database engine, drivers and their pools.
+        companions(callable): ``(conf) -> [Companion]``, process types the supervisor
+            runs beside the workers (the health monitor); see :mod:`nfp.engine.companion`.
     """
 
     name: str
     registry: Callable[[], Registry]
     services: Callable[[Any], Services]
+    companions: Callable[[Any], list] = None  # type: ignore[assignment]
+
+    def __post_init__(self):
+        if self.companions is None:  # a module-level default: workers get the app pickled
+            object.__setattr__(self, "companions", no_companions)
+
+
+def no_companions(conf: Any) -> list:
+    """An application without companion processes."""
+    return []

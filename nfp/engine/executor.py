@@ -3,6 +3,11 @@
 ``run`` is what a worker thread calls for an event id. It returns what the
 worker must do next: events to dispatch (follow-ups, released fan-in parents,
 re-scheduled polls) and notifications to publish, all already committed.
+
+Transient failures (:func:`nfp.faults.is_transient`: the database connection
+lost, a serialisation failure, a deadlock), whether raised by the handler or by
+the commit, never fail the step or its network function: the attempt is rolled
+back and the step runs again after a backoff (``Result.retry_after``).
 """
 from __future__ import annotations
 
@@ -14,13 +19,28 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from nfp.db.models import Event, EventStatus
-from nfp import clock
+from nfp import backoff, clock, faults
+from nfp.db.errors import human_reason
 from nfp.engine import store
 from nfp.engine.events import Outcome, fail
 from nfp.engine.registry import Registry
 from nfp.engine.step import Step
+from nfp.rpc.errors import describe
+from nfp.rpc.ratelimit import RateLimitedLog
 
 LOG = logging.getLogger(__name__)
+
+#: retry of a step after a transient error: first pause and ceiling, seconds
+RETRY_START = 0.2
+RETRY_MAX = 10.0
+
+
+class _TransientError(Exception):
+    """A handler hit a transient error; the step is retried, not failed."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 @dataclass
@@ -31,6 +51,8 @@ class Result:
     notify: list[tuple[str, dict]] = field(default_factory=list)
     #: why nothing was committed, if so
     dropped: Optional[str] = None
+    #: run the same step again after this many seconds (a transient error)
+    retry_after: Optional[float] = None
 
 
 class Executor:
@@ -51,20 +73,43 @@ class Executor:
         self.registry = registry if registry is not None else Registry()
         #: set by the scheduler: ``(scope, key) -> bool``
         self.busy_probe = lambda scope, key: False
+        #: where running steps are marked for a successor to charge (nfp.engine.running)
+        self.running = None
+        #: consecutive transient failures per step (in memory: they are never charged)
+        self._transient: dict[int, int] = {}
+        self._ratelog = RateLimitedLog(LOG)
 
     # -- entry points -----------------------------------------------------
     def run(self, event_id: int) -> Result:
         """Run the step ``event_id`` if it is due and still open."""
         session = self.sessionmaker()
+        slots = self._mark([event_id])
         try:
-            return self._run(session, event_id)
+            result = self._run(session, event_id)
+        except _TransientError as exc:
+            _rollback(session)
+            return self._retry(event_id, exc.cause)
         except SQLAlchemyError as exc:
-            session.rollback()
+            _rollback(session)
+            if faults.is_transient_db(exc):
+                return self._retry(event_id, exc)
             LOG.error("step %s: database error %s; it stays pending and will be retried",
                       event_id, exc.__class__.__name__)
             return Result(dropped="database error")
         finally:
+            self._unmark(slots)
             session.close()
+        self._transient.pop(event_id, None)
+        return result
+
+    def _retry(self, event_id: int, exc: BaseException) -> Result:
+        """Schedule ``event_id`` again after a backoff; nothing is charged to it."""
+        failures = self._transient[event_id] = self._transient.get(event_id, 0) + 1
+        delay = backoff.delay(failures, RETRY_START, RETRY_MAX, jitter=0.2)
+        self._ratelog.log(logging.WARNING, "transient", "step %s: transient error (%s), retry %d "
+                          "in %.1f s; not counted against the step or its network function",
+                          event_id, describe(exc), failures, delay)
+        return Result(dropped="transient error", retry_after=delay)
 
     def run_batch(self, event_ids: list[int]) -> dict[int, Result]:
         """Run pure state-transition steps (``io=False``) in one transaction.
@@ -77,13 +122,15 @@ class Executor:
         if len(event_ids) == 1:
             return {event_ids[0]: self.run(event_ids[0])}
         session = self.sessionmaker()
+        slots = self._mark(event_ids)
         try:
             fast = self._batch(session, event_ids)
         except Exception as exc:
-            session.rollback()
+            _rollback(session)
             LOG.debug("batch of %d fell back to single steps: %s", len(event_ids), exc)
             fast = None
         finally:
+            self._unmark(slots)
             session.close()
         if fast is not None:
             return fast
@@ -95,8 +142,10 @@ class Executor:
         finished, emits, notify = [], [], {}
         for event_id in event_ids:
             row = rows.get(event_id)
+            # a step charged for a crash runs alone: if it crashes its worker again,
+            # only it is charged, not the other steps of its batch
             if (row is None or row.status != EventStatus.PENDING or row.pending_children > 0
-                    or row.due_at > now or row.attempts >= self.max_attempts):
+                    or row.due_at > now or row.attempts > 0):
                 return None
             spec = self.registry.lookup(row.type)
             if spec is None or spec.io:
@@ -119,6 +168,16 @@ class Executor:
         results = {event_id: Result(notify=notify[event_id]) for event_id in event_ids}
         results[event_ids[0]].refs = refs  # follow-ups are dispatched once, not per step
         return results
+
+    def _mark(self, event_ids: list[int]) -> list:
+        running = self.running
+        return [running.add(i) for i in event_ids] if running is not None else []
+
+    def _unmark(self, slots: list) -> None:
+        running = self.running
+        if running is not None:
+            for slot in slots:
+                running.remove(slot)
 
     def expire(self, event_id: int, reason: str) -> Result:
         """Fail a step from outside (deadline watchdog); a late result is then dropped."""
@@ -169,6 +228,8 @@ class Executor:
             session.commit()
             return result
         except SQLAlchemyError as exc:
+            if faults.is_transient_db(exc):
+                raise  # run() retries the whole step; a commit that did land closed it
             session.rollback()
             LOG.error("step %s %s: commit failed (%s); failing it", row.id, row.type,
                       exc.__class__.__name__)
@@ -181,9 +242,12 @@ class Executor:
         try:
             outcome = spec.fn(step)
         except Exception as exc:  # a handler bug must fail the step, not the worker
+            if faults.is_transient_db(exc):
+                raise _TransientError(exc) from exc
             LOG.exception("step %s %s (scope %s) raised; failing it", step.id, spec.name, step.scope)
             session.rollback()
-            return fail(f"{spec.name}: {exc.__class__.__name__}: {exc}")
+            # a database error's text holds SQL and bound parameters: never shown
+            return fail(f"{spec.name}: {human_reason(exc)}")
         if not isinstance(outcome, Outcome):
             return fail(f"{spec.name} returned {type(outcome).__name__}, not an Outcome")
         return outcome
@@ -235,3 +299,11 @@ class Executor:
             return []
         parent = store.release_parent(session, row.parent_id)
         return [parent] if parent else []
+
+
+def _rollback(session) -> None:
+    """Roll back a session whose connection may be dead; its pool replaces it."""
+    try:
+        session.rollback()
+    except Exception:  # the connection is gone: nothing to roll back
+        LOG.debug("rollback on a lost connection failed", exc_info=True)

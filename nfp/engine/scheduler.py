@@ -17,8 +17,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
+import dataclasses
+import datetime as dt
+
 from nfp import clock
 from nfp.engine.executor import Executor, Result
+from nfp.engine.running import RunningSteps
 from nfp.engine.store import Ref
 
 LOG = logging.getLogger(__name__)
@@ -40,12 +44,15 @@ class KeyScheduler:
         pool: runs ``pool.submit(fn, *args)``; defaults to a thread pool of ``threads``.
         batch_threads(int): threads committing batches; with 0 the owner calls
             :meth:`run_queued_batches` (the in-process test engine does).
+        running(RunningSteps): where started steps are marked until they end, so
+            a successor charges a crash only to them (:mod:`nfp.engine.running`).
     """
 
     def __init__(self, executor: Executor, threads: int,
                  on_result: Optional[Callable[[Result], None]] = None,
                  default_deadline: float = 300.0, gate: Optional[Callable[[], bool]] = None,
-                 pool=None, batch_threads: int = BATCH_THREADS):
+                 pool=None, batch_threads: int = BATCH_THREADS,
+                 running: Optional[RunningSteps] = None):
         self.executor = executor
         self.pool = pool if pool is not None else ThreadPoolExecutor(max_workers=threads,
                                                                      thread_name_prefix="step")
@@ -54,6 +61,12 @@ class KeyScheduler:
         self._lock = threading.Lock()
         self._known: set[int] = set()
         self._busy_keys: dict[str, tuple[int, float, float]] = {}  # key -> (id, start, deadline)
+        self._refs: dict[int, Ref] = {}  # busy id -> its ref, to retry it after a transient error
+        self._started: set[int] = set()  # busy ids whose handler is running in a thread
+        #: expired steps whose thread has not come back (a hung device call)
+        self._abandoned: set[int] = set()
+        if running is not None:
+            self.running_steps = running
         self._waiting: dict[str, collections.deque[Ref]] = collections.defaultdict(collections.deque)
         self._timers: list[tuple[float, int, Ref]] = []
         self._timer_due: dict[int, float] = {}
@@ -128,13 +141,25 @@ class KeyScheduler:
                        if v[2] <= now and v[0] not in held]
         for key, event_id in overdue:
             LOG.error("step %s (key %s) passed its deadline; failing it and moving on", event_id, key)
-            result = self.executor.expire(event_id, "step deadline exceeded")
-            self._finish(key, event_id, result)
+            try:
+                result = self.executor.expire(event_id, "step deadline exceeded")
+            except Exception as exc:  # database down: the next loop tries again
+                LOG.warning("step %s: could not fail it yet (%s); retrying", event_id,
+                            exc.__class__.__name__)
+                continue
+            self._finish(key, event_id, result, expired=True)
+
+    def stuck(self) -> int:
+        """Threads still inside a handler whose step already passed its deadline.
+        Python cannot stop a thread; the worker recycles itself when too many are."""
+        with self._lock:
+            return len(self._abandoned)
 
     # -- running ----------------------------------------------------------
     def _mark_busy(self, ref: Ref) -> tuple[str, int, str]:
         now = clock.time()
         self._busy_keys[ref.key] = (ref.id, now, now + self.executor.registry.deadline(ref.type, self.default_deadline))
+        self._refs[ref.id] = ref
         return ref.key, ref.id, ref.type
 
     @property
@@ -205,6 +230,11 @@ class KeyScheduler:
             ran += len(batch)
 
     def _run_batch(self, batch: list[tuple[str, int]]) -> None:
+        if self._draining:  # queued, never started: they stay open for the next owner
+            for key, event_id in batch:
+                self._finish(key, event_id, Result(dropped="draining"))
+            return
+        self._start([event_id for _, event_id in batch])
         try:
             results = self.executor.run_batch([event_id for _, event_id in batch])
         except Exception:
@@ -214,6 +244,10 @@ class KeyScheduler:
             self._finish(key, event_id, results.get(event_id) or Result())
 
     def _run(self, key: str, event_id: int) -> None:
+        if self._draining:  # queued in the pool, never started: stays open in the table
+            self._finish(key, event_id, Result(dropped="draining"))
+            return
+        self._start([event_id])
         try:
             result = self.executor.run(event_id)
         except Exception:  # never lose the key: a bug here must not wedge it forever
@@ -221,14 +255,34 @@ class KeyScheduler:
             result = Result(dropped="executor error")
         self._finish(key, event_id, result)
 
-    def _finish(self, key: str, event_id: int, result: Result) -> None:
+    def _start(self, event_ids: list[int]) -> None:
+        """Note steps whose handler now runs in a thread (see :meth:`stuck`)."""
+        with self._lock:
+            self._started.update(event_ids)
+
+    @property
+    def running_steps(self) -> Optional[RunningSteps]:
+        """The shared running-steps map; the executor marks each step it runs."""
+        return self.executor.running
+
+    @running_steps.setter
+    def running_steps(self, value: Optional[RunningSteps]) -> None:
+        self.executor.running = value
+
+    def _finish(self, key: str, event_id: int, result: Result, expired: bool = False) -> None:
         to_start = None
         with self._lock:
+            if not expired:  # its thread came back
+                self._started.discard(event_id)
+                self._abandoned.discard(event_id)
+            elif event_id in self._started:
+                self._abandoned.add(event_id)  # its thread is still inside the handler
             cur = self._busy_keys.get(key)
             if cur is None or cur[0] != event_id:
                 return  # expired earlier: its key was already released
             self._known.discard(event_id)
             del self._busy_keys[key]
+            ref = self._refs.pop(event_id, None)
             queue = self._waiting.get(key)
             if queue:
                 to_start = self._mark_busy(queue.popleft())
@@ -238,6 +292,10 @@ class KeyScheduler:
             self._idle.notify_all()
         if to_start:
             self._submit(*to_start)
+        if result.retry_after is not None and ref is not None:
+            # a transient database error: the same step again after a backoff
+            due = clock.utcnow() + dt.timedelta(seconds=result.retry_after)
+            self.offer([dataclasses.replace(ref, due_at=due)])
         if result.refs:
             self.offer(result.refs)
         if result.notify:

@@ -91,7 +91,8 @@ def finish_many(conn, items: list[dict]) -> None:
 
 
 def claim(conn, ids: list[int]) -> None:
-    """Count a start for each pending id (a crash mid-step still counts)."""
+    """Count an attempt for each pending id: the steps that were running when
+    their worker died (see :mod:`nfp.engine.running`)."""
     conn.execute(update(T).where(and_(T.c.id.in_(ids), T.c.status == EventStatus.PENDING))
                  .values(attempts=T.c.attempts + 1))
 
@@ -122,7 +123,10 @@ def release_parent(conn, parent_id: int) -> Optional[Ref]:
 def reschedule(conn, event_id: int, delay: float, status: str = EventStatus.PENDING,
                count_poll: bool = True, result: Optional[dict] = None) -> Optional[Ref]:
     """Make a step due again later (a poll) or park it (``waiting``) until then."""
-    values: dict[str, Any] = {"status": status, "due_at": clock.utcnow() + dt.timedelta(seconds=delay)}
+    # a run that got as far as rescheduling did not crash: crashes count anew
+    # from here, so a long poll is not failed by restarts spread over its polls
+    values: dict[str, Any] = {"status": status, "attempts": 0,
+                              "due_at": clock.utcnow() + dt.timedelta(seconds=delay)}
     if count_poll:
         values["polls"] = T.c.polls + 1
     if result is not None:

@@ -30,6 +30,7 @@ from typing import Any, Callable, Optional
 
 from nfp import backoff
 from nfp.engine import worker as worker_mod
+from nfp.engine.companion import CompanionHandle
 from nfp.engine.housekeeping import Housekeeping
 from nfp.engine.intake_priority import IntakePriority
 from nfp.engine.store import Ref
@@ -114,6 +115,9 @@ class Supervisor:
         self.boot_error: Optional[str] = None
         self.priority = IntakePriority(conf, CTX)
         self.housekeeping = Housekeeping(conf)
+        # other process types the application runs beside the workers (the health monitor)
+        self.companions = [CompanionHandle(spec, conf, CTX, self.on_notify, self.dispatch)
+                           for spec in (app.companions(conf) if app is not None else [])]
 
     @property
     def intake_busy(self):
@@ -129,6 +133,8 @@ class Supervisor:
         """Spawn every worker and wait until each owns its shard (BootError if one can't)."""
         self._router = threading.Thread(target=self._route, name="router", daemon=True)
         self._router.start()
+        for companion in self.companions:
+            companion.spawn()
         end = time.time() + wait_ready
         while not all(s.owner is not None for s in self.slots):
             self.check()
@@ -142,6 +148,8 @@ class Supervisor:
         """SIGHUP: start a successor per shard with ``conf``; :meth:`check` retires
         each old worker once its successor is ready, then hands over the shard."""
         self.conf = self.priority.conf = self.housekeeping.conf = conf
+        for companion in self.companions:
+            companion.reload(conf)
         for slot in self.slots:
             if slot.successor is not None:  # a reload during a reload: it never owned anything
                 self._terminate(slot.successor, retire=True)
@@ -154,6 +162,8 @@ class Supervisor:
     def stop(self, timeout: float) -> None:
         """Graceful: every worker drains (SIGTERM); SIGKILL after ``timeout`` + grace."""
         self._stop.set()
+        for companion in self.companions:
+            companion.stop(KILL_GRACE)
         for proc in self._snapshot():
             self._terminate(proc, retire=True)
         end = time.time() + timeout + KILL_GRACE
@@ -195,6 +205,9 @@ class Supervisor:
                 self._reap(proc, now)
         if self._stop.is_set():
             return
+        for companion in self.companions:
+            companion.check(now)
+            self.boot_error = self.boot_error or companion.boot_error
         for slot in self.slots:
             self._advance(slot, now)
         if self._reloading and not any(s.replace or s.owner is None for s in self.slots):
@@ -234,9 +247,14 @@ class Supervisor:
         if proc.retiring or self._stop.is_set():
             LOG.info("worker %d (pid %d) retired (exit code %s)", proc.index, proc.pid, code)
             return
-        if code == worker_mod.EXIT_BOOT_ERROR:
+        if code == worker_mod.EXIT_BOOT_ERROR:  # a configuration error, nothing else
             self.boot_error = f"worker {proc.index} failed to boot (exit code {code})"
             LOG.critical("%s; halting instead of respawning in a loop", self.boot_error)
+            return
+        if code == worker_mod.EXIT_RECYCLE:  # hung handler threads: replace it now, no backoff
+            slot.next_spawn = now
+            LOG.warning("worker %d (pid %d) recycled itself (threads stuck in hung handlers); "
+                        "a fresh worker takes over its shard", proc.index, proc.pid)
             return
         slot.restarts = 1 if now - proc.started > STABLE_AFTER else slot.restarts + 1
         pause = backoff.delay(slot.restarts, RESPAWN_START, RESPAWN_MAX, jitter=0.2)

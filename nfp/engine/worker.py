@@ -1,8 +1,17 @@
 """A worker process: takes step refs from its inbox pipe and runs them.
 
 It boots as a standby; when the supervisor sends ``take`` it rebuilds its
-queue from the event table (every open step of its shard), so whatever was in flight when a worker or the whole daemon died is
-resumed. Signal handlers only set flags; the main loop acts on them.
+queue from the event table (every open step of its shard), so whatever was in
+flight when a worker or the whole daemon died is resumed. Only the steps its
+predecessor was running when it died are charged an attempt
+(:mod:`nfp.engine.running`). Signal handlers only set flags; the main loop acts
+on them.
+
+Faults: a database that cannot be reached at boot or at ``take`` is waited
+for (with backoff, heartbeat kept), never a boot error; exit code 3 means a
+configuration error. A worker whose threads are stuck in handlers past their
+deadline (hung device calls: Python cannot stop a thread) drains and exits
+with :data:`EXIT_RECYCLE`, and the supervisor starts a fresh one at once.
 """
 from __future__ import annotations
 
@@ -13,19 +22,29 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
+from nfp import backoff, faults
 from nfp import config as nfp_config
-from nfp.engine import intake_priority, store
+from nfp.engine import intake_priority, running, store
 from nfp.engine.app import Application
 from nfp.engine.executor import Executor, Result
 from nfp.engine.scheduler import KeyScheduler
+from nfp.rpc.errors import describe
 
 LOG = logging.getLogger(__name__)
 
 #: exit codes the supervisor understands
 EXIT_OK = 0
+EXIT_FAILURE = 1
+#: a configuration error: respawning cannot help, the daemon halts
 EXIT_BOOT_ERROR = 3
+#: threads stuck in hung handlers: replace this worker now (not a crash)
+EXIT_RECYCLE = 4
+
+#: waiting for the database at boot or take: first pause and ceiling, seconds
+DB_WAIT_START = 0.5
+DB_WAIT_MAX = 10.0
 
 #: seconds between full rescans of the shard (a safety net for lost hand-offs)
 RESCAN_INTERVAL = 5.0
@@ -71,7 +90,11 @@ class Worker:
         app = self.args.app
         # The services own this process's database engine, drivers and pools.
         self.services = app.services(conf)
-        self.services.start()
+        try:
+            self.services.start()
+        except Exception:  # boot() is retried: leave nothing open behind
+            self.services.stop()
+            raise
         self.sessionmaker = self.services.sessionmaker
         self.executor = Executor(self.sessionmaker, self.services, conf.orchestrator.max_attempts,
                                  registry=app.registry())
@@ -80,21 +103,48 @@ class Worker:
                                       default_deadline=conf.orchestrator.step_deadline,
                                       gate=intake_priority.worker_gate(self.args.intake_busy))
         self.owns_shard = False
+        self._take_failures = 0
+        self._take_at: Optional[float] = None  # a pending ``take``: try at this time
 
     def take_shard(self) -> None:
-        """The supervisor's go-ahead (its previous owner has exited): rebuild the
-        shard's queue from the event table and start running its steps."""
+        """The supervisor's go-ahead (its previous owner has exited): charge an
+        attempt to the steps the previous owner was running when it died, then
+        rebuild the shard's queue from the event table and run its steps."""
+        path = running.path_for(self.args.conf.state_path, self.args.index)
+        interrupted = running.read(path)
         with self.sessionmaker.begin() as session:
-            # Anything still pending in our shard may have been running when the
-            # previous incarnation died: count that as an attempt.
+            for chunk in range(0, len(interrupted), 500):
+                store.claim(session, interrupted[chunk:chunk + 500])
             refs = store.open_refs(session, self.args.index, self.args.shards)
-            ids = [r.id for r in refs]
-            for chunk in range(0, len(ids), 500):
-                store.claim(session, ids[chunk:chunk + 500])
+        # charged and committed: from here this incarnation's own steps are recorded
+        self.scheduler.running_steps = running.RunningSteps(path, self.slots)
         self.scheduler.offer(refs)
         self.owns_shard = True
-        LOG.info("worker %d/%d took its shard with %d open steps from the database",
-                 self.args.index, self.args.shards, len(refs))
+        LOG.info("worker %d/%d took its shard with %d open steps from the database "
+                 "(%d were interrupted by the previous owner and charged an attempt)",
+                 self.args.index, self.args.shards, len(refs), len(interrupted))
+
+    @property
+    def slots(self) -> int:
+        """Most steps that can be running at once: handler threads plus batches."""
+        from nfp.engine.scheduler import BATCH, BATCH_THREADS
+        return self.args.conf.orchestrator.threads_per_worker + BATCH * BATCH_THREADS
+
+    def _try_take(self) -> None:
+        """Take the shard now, or wait for the database with backoff."""
+        if self._take_at is None or time.time() < self._take_at:
+            return
+        try:
+            self.take_shard()
+            self._take_at = None
+        except Exception as exc:
+            if not faults.is_transient(exc):
+                raise
+            self._take_failures += 1
+            pause = backoff.delay(self._take_failures, DB_WAIT_START, DB_WAIT_MAX, jitter=0.2)
+            self._take_at = time.time() + pause
+            LOG.warning("worker %d cannot reach the database to take its shard (%s); "
+                        "retrying in %.1f s", self.args.index, describe(exc), pause)
 
     # -- loop -------------------------------------------------------------
     def run(self) -> int:
@@ -103,8 +153,10 @@ class Worker:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         next_rescan = time.time() + RESCAN_INTERVAL
         self._send(("ready", self.args.index, os.getpid()))
+        code = EXIT_OK
         while not self.stopping:
             self.args.heartbeat.value = time.time()
+            self._try_take()
             self.scheduler.release_deferred()
             timeout = self.scheduler.fire_timers()
             if self.args.inbox.poll(min(timeout, 0.1 if self.scheduler.deferred else 0.5)):
@@ -120,10 +172,21 @@ class Worker:
             if os.getppid() != self.ppid:
                 LOG.error("worker %d: listener is gone; exiting", self.args.index)
                 return EXIT_OK
+            stuck = self.scheduler.stuck()
+            if stuck >= self.stuck_limit:
+                LOG.error("worker %d: %d threads are stuck in handlers past their deadline "
+                          "(hung device calls); draining the others and exiting so a fresh "
+                          "worker takes over", self.args.index, stuck)
+                self.stopping, code = True, EXIT_RECYCLE
         drained = self.scheduler.drain(self.args.conf.orchestrator.drain_timeout)
         LOG.info("worker %d stopped (%s); unfinished steps stay in the database",
                  self.args.index, "drained" if drained else "drain timed out")
-        return EXIT_OK
+        return code
+
+    @property
+    def stuck_limit(self) -> int:
+        """Stuck threads that make this worker recycle itself: half its pool."""
+        return max(1, self.args.conf.orchestrator.threads_per_worker // 2)
 
     def close(self) -> None:
         """Stop the thread pool, then the services (drivers' pools and sessions, then
@@ -136,7 +199,7 @@ class Worker:
         if kind == "dispatch":
             self.scheduler.offer(msg[1])
         elif kind == "take":
-            self.take_shard()
+            self._take_at = time.time()
         elif kind == "stop":
             self.stopping = True
 
@@ -173,13 +236,36 @@ def main(args: WorkerArgs) -> None:
     from nfp import logs
     logs.setup(args.conf, f"worker-{args.index}")
     worker = Worker(args)
-    try:
-        worker.boot()
-    except Exception:
-        LOG.exception("worker %d failed to boot; the daemon will halt", args.index)
-        os._exit(EXIT_BOOT_ERROR)
+    failures = 0
+    while True:
+        try:
+            worker.boot()
+            break
+        except Exception as exc:
+            if not faults.is_transient(exc):
+                _exit_boot_failure(args.index, exc)
+            failures += 1
+            pause = backoff.delay(failures, DB_WAIT_START, DB_WAIT_MAX, jitter=0.2)
+            LOG.warning("worker %d cannot boot yet (%s: the database or a service is "
+                        "unreachable); retrying in %.1f s", args.index, describe(exc), pause)
+            time.sleep(pause)
     try:
         code = worker.run()
     finally:
         worker.close()
     os._exit(code)
+
+
+def is_configuration_error(exc: BaseException) -> bool:
+    """A boot failure that respawning cannot fix: bad configuration, an unknown
+    driver, a missing module."""
+    from pydantic import ValidationError
+    return isinstance(exc, (nfp_config.ConfigError, LookupError, ImportError, ValidationError))
+
+
+def _exit_boot_failure(index: int, exc: BaseException) -> None:
+    if is_configuration_error(exc):
+        LOG.exception("worker %d failed to boot: configuration error; the daemon will halt", index)
+        os._exit(EXIT_BOOT_ERROR)
+    LOG.exception("worker %d failed to boot (%s); it will be respawned", index, describe(exc))
+    os._exit(EXIT_FAILURE)

@@ -18,8 +18,7 @@ import traceback
 import uuid
 from typing import Any, Mapping, Optional, Union
 
-from kombu import compression
-
+from nfp.rpc import inflate
 from nfp.rpc.types import IncomingRequest
 
 #: the only envelope version oslo emits since 2013; minor versions above 0 are refused like oslo does
@@ -117,9 +116,11 @@ def _decompress(body: Raw, headers: Mapping[str, Any]) -> Raw:
     if isinstance(body, str):
         body = body.encode("latin-1", "replace")
     try:
-        return compression.decompress(bytes(body), kind)
+        return inflate.inflate(bytes(body), str(kind))
     except KeyError:
         raise CodecError("headers.compression", f"unsupported compression {str(kind)[:64]!r}") from None
+    except inflate.InflatedTooLarge as exc:
+        raise CodecError("headers.compression", str(exc)) from None
     except Exception as exc:  # zlib.error, OSError, ValueError from the codecs
         raise CodecError("headers.compression", f"cannot decompress: {type(exc).__name__}") from None
 
@@ -209,10 +210,47 @@ def reply_address(body: Raw, headers: Optional[Mapping[str, Any]] = None) -> Opt
     try:
         msg = unwrap(body, headers)
     except CodecError:
+        msg = _lenient_inner(body)
+    if msg is not None:
+        msg_id, reply_q = msg.get("_msg_id"), msg.get("_reply_q")
+        if _is_address(msg_id) and _is_address(reply_q):
+            return msg_id, reply_q
+    return reply_address_in_text(body)
+
+
+#: a msg_id or reply queue name nfp will answer to: what oslo generates (uuid hex,
+#: ``reply_<hex>``) and other plain names; anything else is not trusted as an address
+_ADDRESS_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,255}$")
+_TEXT_ADDRESS = {key: re.compile(r'\\?"%s\\?"\s*:\s*\\?"([A-Za-z0-9_.:@-]{1,255})\\?"' % key)
+                 for key in ("_msg_id", "_reply_q")}
+
+
+def _is_address(value: Any) -> bool:
+    return isinstance(value, str) and bool(_ADDRESS_RE.match(value))
+
+
+def _lenient_inner(body: Raw) -> Optional[dict]:
+    """The inner message of a body :func:`unwrap` refused for its envelope
+    version, if it is otherwise readable."""
+    try:
+        data = body if isinstance(body, Mapping) else json.loads(body)
+        inner = data.get(MESSAGE_KEY, data) if isinstance(data, Mapping) else None
+        if isinstance(inner, str):
+            inner = json.loads(inner)
+        return inner if isinstance(inner, dict) else None
+    except (ValueError, TypeError, RecursionError):
         return None
-    msg_id, reply_q = msg.get("_msg_id"), msg.get("_reply_q")
-    if isinstance(msg_id, str) and msg_id and isinstance(reply_q, str) and reply_q:
-        return msg_id, reply_q
+
+
+def reply_address_in_text(body: Raw) -> Optional[tuple[str, str]]:
+    """``(_msg_id, _reply_q)`` found by pattern in a body that is not valid JSON
+    (or a prefix of one), in plain or string-escaped form."""
+    if isinstance(body, Mapping):
+        return None
+    text = body.decode("utf-8", "replace") if isinstance(body, (bytes, bytearray)) else str(body)
+    found = [_TEXT_ADDRESS[key].search(text) for key in ("_msg_id", "_reply_q")]
+    if found[0] and found[1]:
+        return found[0].group(1), found[1].group(1)
     return None
 
 

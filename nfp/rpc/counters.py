@@ -18,6 +18,7 @@ NAMES = {
     "notifications": "notifications published",
     "publish_failures": "replies or notifications that could not be published",
     "reconnects": "consumer reconnections",
+    "data_refused": "mutations the database refused for a data reason, dropped once",
 }
 
 

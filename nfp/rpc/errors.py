@@ -47,6 +47,18 @@ class MessageTooLarge(Exception):
         self.kwargs = {"size": size, "limit": limit}
 
 
+class DataRefused(Exception):
+    """The database refused a value of a request (too long for its column, a NUL
+    byte, a constraint); retrying cannot help, so it is refused once."""
+
+    def __init__(self, method: str, field: Optional[str], cause: BaseException):
+        where = field or "a value"
+        super().__init__(f"{method}: {where}: refused by the database ({describe(cause)}); "
+                         "the request is dropped, not retried")
+        self.field = field
+        self.kwargs = {"field": field, "method": method}
+
+
 class PoisonMessage(Exception):
     """A mutation failed every time it was committed and was dropped."""
 
@@ -71,6 +83,24 @@ def unsupported_version(version: str, method: Optional[str] = None) -> tuple[str
 
 #: longest error text put in a log line or a poison-message reply
 DESCRIBE_LIMIT = 300
+#: longest caller string (method name, ids, topic) put in a log line
+SAFE_LIMIT = 120
+
+
+def safe(value: Any, limit: int = SAFE_LIMIT) -> str:
+    """A caller-supplied value made fit for one log line: control characters
+    (newlines above all, which would forge log lines) and non-ASCII are escaped
+    as in a Python literal, and the result is cut at ``limit`` characters."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        text = text[:limit]
+        cut = True
+    else:
+        cut = False
+    if not text.isprintable() or not text.isascii():
+        text = text.encode("ascii", "backslashreplace").decode("ascii")
+        text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return text + "..." if cut else text
 
 
 def describe(exc: BaseException) -> str:
@@ -83,6 +113,5 @@ def describe(exc: BaseException) -> str:
     if orig is not None and getattr(exc, "statement", None) is not None:
         exc = orig
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if len(text) > DESCRIBE_LIMIT:
-        text = text[:DESCRIBE_LIMIT] + "..."
+    text = safe(text, DESCRIBE_LIMIT)  # messages may quote caller strings
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -12,9 +12,12 @@ When a commit raises:
   Nothing is acked, so nothing is lost, and the prefetch limit stops the broker
   from sending more meanwhile;
 - any other error splits the batch and commits its requests one at a time, so
-  one bad request cannot block the others. A request that fails alone
-  ``max_attempts`` times is dropped with an error reply and an error log, so it
-  is never redelivered forever.
+  one bad request cannot block the others. A request the database refuses for
+  a *data* reason (a value too long for its column, a NUL byte, a constraint:
+  :func:`nfp.faults.is_data_error`) is dropped at once with an error naming the
+  field: retrying it would only hold up the requests behind it. Any other
+  request that fails alone ``max_attempts`` times is dropped with an error
+  reply and an error log, so it is never redelivered forever.
 """
 from __future__ import annotations
 
@@ -23,12 +26,11 @@ import queue
 import threading
 from typing import Callable, Optional
 
-from sqlalchemy import exc as sa_exc
-
 from nfp import backoff as retry_policy
+from nfp import faults
 from nfp.rpc.counters import Counters
 from nfp.rpc.delivery import Delivery
-from nfp.rpc.errors import describe
+from nfp.rpc.errors import DataRefused, describe, safe
 from nfp.rpc.ratelimit import RateLimitedLog
 from nfp.rpc.types import Dispatcher, Reply
 
@@ -44,15 +46,9 @@ _STOP = object()
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for errors of the environment rather than of the request: the
-    database connection failed or timed out, or the exception says so with a
-    true ``transient`` attribute."""
-    if getattr(exc, "transient", False):
-        return True
-    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError,
-                            sa_exc.TimeoutError, ConnectionError, TimeoutError))
+    """True for errors of the environment rather than of the request (see
+    :func:`nfp.faults.is_transient`)."""
+    return faults.is_transient(exc)
 
 
 def backoff(attempt: int) -> float:
@@ -179,12 +175,16 @@ class Intake:
         Returns True when it was dropped."""
         delivery.attempts += 1
         request = delivery.request
+        if faults.is_data_error(exc):
+            self.counters.add("data_refused")
+            self.drop(delivery, DataRefused(request.method, faults.data_field(exc, request.args), exc))
+            return True
         if delivery.attempts >= self.max_attempts:
             self.drop(delivery, exc)
             return True
         delay = backoff(delivery.attempts)
         LOG.warning("Committing %s (msg_id %s) failed (%s), attempt %d of %d; "
-                    "retrying in %.2f s.", request.method, request.msg_id,
+                    "retrying in %.2f s.", safe(request.method), safe(request.msg_id),
                     describe(exc), delivery.attempts, self.max_attempts, delay)
         self._abandon.wait(delay)
         return False

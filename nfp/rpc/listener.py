@@ -31,12 +31,12 @@ from kombu.mixins import ConsumerMixin
 
 from nfp import backoff
 from nfp.config import NfpConfig
-from nfp.rpc import admission, codec, topology
+from nfp.rpc import admission, codec, inflate, refusals, topology
 from nfp.rpc.acks import ACK, REJECT, AckTracker
 from nfp.rpc.counters import Counters
 from nfp.rpc.dedupe import SeenIds
 from nfp.rpc.delivery import Delivery
-from nfp.rpc.errors import MessageTooLarge, PoisonMessage, describe
+from nfp.rpc.errors import DataRefused, MessageTooLarge, PoisonMessage, describe, safe
 from nfp.rpc.intake import DEFAULT_MAX_ATTEMPTS, Intake
 from nfp.rpc.publisher import Publisher
 from nfp.rpc.ratelimit import RateLimitedLog
@@ -167,6 +167,10 @@ class RpcListener(ConsumerMixin):
         # never connected: ConsumerMixin reads its error classes, and
         # establish_connection opens a fresh connection for every attempt
         self.connection = connection_for(self.url, self.conf, heartbeat=AMQP_HEARTBEAT)
+        # kombu inflates compressed bodies in this thread, before _on_message:
+        # cap that at the message size limit (see nfp.rpc.inflate)
+        inflate.install()
+        inflate.limit_this_thread(self.conf.rpc.max_message_bytes)
         failures = 0
         try:
             while not self.should_stop:
@@ -230,7 +234,9 @@ class RpcListener(ConsumerMixin):
                 q(channel).declare()
             consumers.append(Consumer(group.queues, no_ack=False, auto_declare=False,
                                       prefetch_count=self.conf.transport.prefetch,
-                                      on_message=functools.partial(self._on_message, group.topic)))
+                                      on_message=functools.partial(self._on_message, group.topic),
+                                      on_decode_error=functools.partial(self._on_decode_error,
+                                                                        group.topic)))
         return consumers
 
     def on_consume_ready(self, connection, channel, consumers, **kwargs) -> None:
@@ -292,9 +298,20 @@ class RpcListener(ConsumerMixin):
             raise  # the connection is gone: reconnect
         except Exception as exc:  # a bug here must not turn into a redelivery loop
             LOG.exception("Could not handle a message on %s (%s); it is dropped.",
-                          topic, describe(exc))
+                          safe(topic), describe(exc))
+            address = refusals.internal_error(message, exc, self.conf.rpc.max_message_bytes)
+            if address is not None:
+                self.publisher.reply_failure(*address, codec.serialize_failure(
+                    exc, with_traceback=False))
             self.counters.add("rejected")
             message.reject(requeue=False)
+
+    def _on_decode_error(self, topic: str, message, exc: BaseException) -> None:
+        """kombu could not build the message: a compressed body that inflates past
+        the limit (:mod:`nfp.rpc.inflate`), an unknown codec or a corrupt stream.
+        It is refused once; a caller whose address survives gets the error."""
+        self.counters.add("received")
+        self._refuse(message, *refusals.decode_error(topic, message, exc))
 
     def _accept(self, topic: str, message) -> None:
         self.counters.add("received")
@@ -346,7 +363,7 @@ class RpcListener(ConsumerMixin):
             self._hand_off()
 
     def _refuse(self, message, failure: str, address: Optional[tuple[str, str]], why: str) -> None:
-        LOG.warning("Refused %s; %s", why,
+        LOG.warning("Refused %s; %s", safe(why, 400),
                     "the caller gets the error." if address else "it is dropped (no reply address).")
         if address is not None:
             self.publisher.reply_failure(address[0], address[1], failure)
@@ -362,15 +379,16 @@ class RpcListener(ConsumerMixin):
         request = delivery.request
         self.publisher.reply(request, outcome)
         if outcome.error is not None and not request.is_call:
-            LOG.error("Cast %s (unique_id %s) failed: %s.", request.method, request.unique_id,
-                      describe(outcome.error))
+            LOG.error("Cast %s (unique_id %s) failed: %s.", safe(request.method),
+                      safe(request.unique_id), describe(outcome.error))
         self._settlements.put((ACK, delivery))
 
     def _drop(self, delivery: Delivery, exc: BaseException) -> None:
         request = delivery.request
-        poison = PoisonMessage(request.method, delivery.attempts, exc)
-        LOG.error("Dropped %s (msg_id %s, unique_id %s): %s", request.method, request.msg_id,
-                  request.unique_id, poison)
+        poison = exc if isinstance(exc, DataRefused) else \
+            PoisonMessage(request.method, delivery.attempts, exc)
+        LOG.error("Dropped %s (msg_id %s, unique_id %s): %s", safe(request.method),
+                  safe(request.msg_id), safe(request.unique_id), safe(str(poison), 400))
         self.publisher.reply(request, Reply(error=poison))
         self._settlements.put((REJECT, delivery))
 

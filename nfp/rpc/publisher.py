@@ -20,7 +20,7 @@ from kombu import Producer
 from nfp.config import NfpConfig
 from nfp.rpc import codec, topology
 from nfp.rpc.counters import Counters
-from nfp.rpc.errors import describe
+from nfp.rpc.errors import describe, safe
 from nfp.rpc.ratelimit import RateLimitedLog
 from nfp.rpc.transport import connection_for, is_virtual
 from nfp.rpc.types import IncomingRequest, Reply
@@ -102,7 +102,7 @@ class Publisher:
                 body = codec.encode_reply(request.msg_id, outcome.result)
             except (TypeError, ValueError) as exc:
                 LOG.error("The result of %s (msg_id %s) is not JSON-serializable (%s); "
-                          "the caller gets an error instead.", request.method, request.msg_id,
+                          "the caller gets an error instead.", safe(request.method), safe(request.msg_id),
                           describe(exc))
                 body = codec.encode_reply(request.msg_id, None, codec.serialize_failure(exc))
         self._send_reply(request.msg_id, request.reply_q, body)
@@ -195,7 +195,7 @@ class Publisher:
             self.counters.add("publish_failures")
             self._ratelog.log(logging.ERROR, "publish", "Could not publish to %s (%s); the "
                               "message is dropped and the connection reopened.",
-                              item.routing_key, describe(exc))
+                              safe(item.routing_key), describe(exc))
             self._close()
             return False
         self._ratelog.clear("publish")
@@ -213,7 +213,7 @@ class Publisher:
         # queue expired). Nothing can be delivered later, so just say so.
         self.counters.add("replies_undeliverable")
         LOG.warning("Reply to %s was returned by the broker (%s): the caller is gone; "
-                    "the reply is dropped.", routing_key, exc)
+                    "the reply is dropped.", safe(routing_key), safe(exc))
 
     def _close(self) -> None:
         conn, self._conn, self._producer = self._conn, None, None

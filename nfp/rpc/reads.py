@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from nfp.rpc.counters import Counters
 from nfp.rpc.delivery import Delivery
-from nfp.rpc.errors import describe
+from nfp.rpc.errors import describe, safe
 from nfp.rpc.types import Dispatcher, Reply
 
 LOG = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class ReadPool:
             outcome = self.dispatcher.handle_read(request)
         except Exception as exc:  # the dispatcher's bug must not kill the pool
             LOG.warning("Read %s (msg_id %s) failed (%s); the caller gets the error.",
-                        request.method, request.msg_id, describe(exc))
+                        safe(request.method), safe(request.msg_id), describe(exc))
             outcome = Reply(error=exc)
         self.counters.add("reads")
         return outcome

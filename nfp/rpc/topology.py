@@ -28,6 +28,21 @@ def durable(conf: NfpConfig) -> bool:
     return conf.transport.durable_queues or conf.transport.quorum_queues
 
 
+def durability_warning(conf: NfpConfig) -> Optional[str]:
+    """What a broker restart loses with this configuration, if anything: on
+    RabbitMQ with non-durable queues every queued request (the queues and their
+    messages vanish with the broker). None for durable or quorum queues and for
+    the filesystem bus (its messages are files)."""
+    url = conf.transport_url
+    if durable(conf) or not url.startswith(("amqp", "rabbit", "pyamqp")):
+        return None
+    return ("transport.durable_queues and transport.quorum_queues are off: the RPC queues are "
+            "not durable, so a RabbitMQ restart loses every request still queued there "
+            "(accepted requests are safe in the database). This mirrors the callers' oslo "
+            "defaults; set amqp_durable_queues or rabbit_quorum_queue on both sides to keep "
+            "them (see README, 'Durable queues').")
+
+
 def queue_arguments(conf: NfpConfig) -> dict:
     """Arguments of the topic and server queues (no TTL: they outlive servers)."""
     return {"x-queue-type": "quorum"} if conf.transport.quorum_queues else {}

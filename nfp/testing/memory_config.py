@@ -1,44 +1,96 @@
-"""A config driver that keeps each device's configuration in a JSON file.
+"""A config driver that keeps each device's configuration in files.
 
 It lets the whole orchestrator run, and be tested, without any appliance:
 ``service_vendor=memory`` (or ``configurator.vendor_aliases: {vyos: memory}``).
-Tests read the files to assert what nfp pushed. Options
-(``config_drivers.memory``): ``fail_resources`` (resources that fail, to test
-error paths), ``delay`` (seconds each apply blocks, to model a slow device).
-:meth:`MemoryConfigDriver.diff` compares an element with the file, item by item
-(rules, routes, members by name), so ``nfp nf diff`` works without a device.
+Tests read the device with :func:`read_device` to assert what nfp pushed.
+Options (``config_drivers.memory``): ``fail_resources`` (resources that fail,
+to test error paths), ``delay`` (seconds each apply blocks, to model a slow
+device). :meth:`MemoryConfigDriver.diff` compares an element with the device,
+item by item (rules, routes, members by name), so ``nfp nf diff`` works
+without a device.
+
+Layout: ``<state_dir>/memory-devices/<device>/<nf>/<resource>.json``, one small
+file per element, replaced atomically (write a temporary file, ``rename``).
+Each change writes only its own element, so the cost of a change does not grow
+with the number of NFs on the device, and concurrent steps (workers are
+separate processes) never read-modify-write a shared file, so no lock is
+needed. No ``fsync``: this is a test double, and a rename is atomic against a
+killed process, which is what the tests exercise.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
+import uuid
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from nfp.drivers.config.base import ConfigDriver, ConfigRequest, ConfigResult, ConfigStatus
 from nfp.drivers.config.core import Diff, compare_items
 
 #: list fields whose entries are items of a diff, by their ``name`` (else their position)
 _ITEM_LISTS = ("rules", "routes", "members")
+#: the NF key of an element pushed without an NF id
+NO_NF = "-"
 
 
-def device_file(state_dir: Path, device_id: str) -> Path:
-    return Path(state_dir) / "memory-devices" / f"{device_id}.json"
+def device_dir(state_dir: Path, device_id: str) -> Path:
+    """The directory holding one device's configuration."""
+    return Path(state_dir) / "memory-devices" / _name(device_id)
+
+
+def _name(value: str) -> str:
+    # ids come from requests: never let one name another directory
+    return quote(value, safe="") if value not in ("", ".", "..") else f"%{value or 'empty'}"
 
 
 def read_device(state_dir: Path, device_id: str) -> dict:
     """What the device holds: ``{nf_id: {resource: resource_data}}``."""
-    path = device_file(state_dir, device_id)
-    if not path.exists():
+    root = device_dir(state_dir, device_id)
+    state: dict = {}
+    try:
+        nf_dirs = list(os.scandir(root))
+    except FileNotFoundError:
         return {}
-    with open(path) as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH)  # a writer truncates before it rewrites
-        return json.loads(handle.read() or "{}")
+    for nf_dir in nf_dirs:
+        if not nf_dir.is_dir():
+            continue
+        for entry in os.scandir(nf_dir.path):
+            if not entry.name.endswith(".json"):
+                continue  # a temporary file being written
+            try:
+                with open(entry.path) as handle:
+                    data = json.load(handle)
+            except FileNotFoundError:  # deleted since the scan
+                continue
+            state.setdefault(unquote(nf_dir.name), {})[unquote(entry.name[:-5])] = data
+    return state
+
+
+def element_file(state_dir: Path, device_id: str, nf_id: str, resource: str) -> Path:
+    """The file of one element (``resource`` of ``nf_id``) on a device."""
+    return device_dir(state_dir, device_id) / _name(nf_id or NO_NF) / f"{_name(resource)}.json"
+
+
+def write_element(state_dir: Path, device_id: str, nf_id: str, resource: str, data) -> None:
+    """Set one element as if the device had changed it (tests simulate drift
+    with it); ``data`` None removes it."""
+    path = element_file(state_dir, device_id, nf_id, resource)
+    if data is None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{uuid.uuid4().hex}.tmp"
+    tmp.write_text(json.dumps(data, sort_keys=True))
+    os.replace(tmp, path)  # atomic: a reader sees the old element or the new one
 
 
 class MemoryConfigDriver(ConfigDriver):
-    """Applies config to a JSON file per device (see module docstring)."""
+    """Applies config to one file per element (see module docstring)."""
 
     def apply(self, request: ConfigRequest) -> ConfigResult:
         if request.resource == "heat":
@@ -49,24 +101,8 @@ class MemoryConfigDriver(ConfigDriver):
             time.sleep(float(self.options["delay"]))
         if request.resource == "healthmonitor":
             return ConfigResult(ConfigStatus.SUCCESS)
-        path = device_file(self.conf.state_path, request.device.id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # workers are separate processes
-            handle.seek(0)
-            state = json.loads(handle.read() or "{}")
-            nf_state = state.setdefault(request.nf_id or "-", {})
-            if request.operation == "delete":
-                nf_state.pop(request.resource, None)
-                if not nf_state:
-                    state.pop(request.nf_id or "-", None)
-            else:
-                nf_state[request.resource] = request.resource_data
-            handle.seek(0)
-            handle.truncate()
-            handle.write(json.dumps(state, sort_keys=True))
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_element(self.conf.state_path, request.device.id, request.nf_id, request.resource,
+                      None if request.operation == "delete" else request.resource_data)
         return ConfigResult(ConfigStatus.SUCCESS)
 
     def list_resources(self, device, resource):
@@ -78,7 +114,7 @@ class MemoryConfigDriver(ConfigDriver):
         if request.resource in ("heat", "healthmonitor"):
             return Diff(request.resource, compared=False, note="nothing to compare")
         state = read_device(self.conf.state_path, request.device.id)
-        have = state.get(request.nf_id or "-", {}).get(request.resource)
+        have = state.get(request.nf_id or NO_NF, {}).get(request.resource)
         return compare_items(request.resource, _items(request.resource_data),
                              _items(have) if have is not None else {})
 

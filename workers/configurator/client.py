@@ -28,6 +28,10 @@ from nfp.drivers.config.core import Diff
 from nfp.resources import ResourceError, parse_resource
 
 LOG = logging.getLogger(__name__)
+#: resources that are the service itself: a driver that leaves one unhandled fails the
+#: element (generic device config such as interfaces or health checks may be skipped)
+SERVICE_RESOURCES = frozenset({"firewall", "port_forwarding", "static_nat", "source_nat",
+                               "loadbalancer", "vpn"})
 GROUP = "nfp.config_drivers"
 
 
@@ -46,8 +50,9 @@ class ConfiguratorClient(abc.ABC):
     @abc.abstractmethod
     def configure(self, operation: str, service_type: str, config: list[dict],
                   device: DeviceTarget, nf_id: Optional[str] = None,
-                  tenant_id: Optional[str] = None) -> ConfigOutcome:
-        """Apply ``config`` (``[{'resource', 'resource_data'}]``) with ``operation``."""
+                  tenant_id: Optional[str] = None, repair: bool = False) -> ConfigOutcome:
+        """Apply ``config`` (``[{'resource', 'resource_data'}]``) with ``operation``;
+        ``repair`` plans from the device's real state (see ConfigRequest.repair)."""
 
     def diff(self, service_type: str, config: list[dict], device: DeviceTarget,
              nf_id: Optional[str] = None) -> list[Diff]:
@@ -62,6 +67,16 @@ def find_driver_class(service_type: str, vendor: str):
     eps = {ep.name: ep for ep in entry_points(group=GROUP)}
     ep = eps.get(f"{service_type}:{vendor}") or eps.get(f"*:{vendor}")
     return ep.load() if ep else None
+
+
+def dictionary_catalog(conf, vendor: str, sessionmaker=None):
+    """The catalog the dictionary driver would use for ``vendor`` (its own
+    ``config_drivers.<vendor>.dictionary_dir``, else ``configurator.dictionary_dir``;
+    stored dictionaries when a database is at hand)."""
+    from nfp.drivers.config.dictionary.catalog import DictionaryCatalog
+    options = (conf.config_drivers.get(vendor, {}) if conf else {}) or {}
+    directory = options.get("dictionary_dir") or (conf.configurator.dictionary_dir if conf else "") or None
+    return DictionaryCatalog(sessionmaker, directory, options.get("use_stored", True))
 
 
 class DirectConfiguratorClient(ConfiguratorClient):
@@ -110,10 +125,7 @@ class DirectConfiguratorClient(ConfiguratorClient):
         with self._lock:
             key = (service_type, vendor)
             if key not in self._drivers:
-                cls = find_driver_class(service_type, vendor)
-                if cls is None:
-                    raise LookupError(f"no config driver for service_type={service_type!r} "
-                                      f"service_vendor={vendor!r} (entry point group {GROUP})")
+                cls = find_driver_class(service_type, vendor) or self._dictionary_driver(service_type, vendor)
                 options = (self.conf.config_drivers.get(vendor, {}) if self.conf else {})
                 driver = cls(self.conf, options)
                 if self._context is not None:
@@ -123,7 +135,23 @@ class DirectConfiguratorClient(ConfiguratorClient):
                 self._drivers[key] = driver
             return self._drivers[key]
 
-    def configure(self, operation, service_type, config, device, nf_id=None, tenant_id=None):
+    def _dictionary_driver(self, service_type: str, vendor: str):
+        """A vendor without a driver of its own is a dictionary vendor if a dictionary
+        for it exists now (a file, stored, shipped): looked up on every miss, so one
+        loaded after the daemon started is found without a restart."""
+        from nfp.drivers.config.dictionary.driver import DictionaryConfigDriver
+        sessionmaker = self._context.sessionmaker if self._context is not None else None
+        catalog = dictionary_catalog(self.conf, vendor, sessionmaker)
+        if catalog.has(vendor):
+            LOG.info("service_vendor %s has no config driver of its own; the dictionary driver "
+                     "serves it from its dictionary", vendor)
+            return DictionaryConfigDriver
+        raise LookupError(f"no config driver for service_type={service_type!r} service_vendor={vendor!r}: "
+                          f"no entry point in {GROUP}, no configurator.vendor_aliases entry, and no "
+                          f"dictionary for {vendor!r} ({catalog.describe()})")
+
+    def configure(self, operation, service_type, config, device, nf_id=None, tenant_id=None,
+                  repair=False):
         results = []
         for index, element in enumerate(config):
             try:
@@ -133,7 +161,7 @@ class DirectConfiguratorClient(ConfiguratorClient):
             try:
                 driver = self.driver(service_type, device.service_vendor)
                 result = driver.apply(ConfigRequest(operation, service_type, resource, data,
-                                                    device, nf_id, tenant_id))
+                                                    device, nf_id, tenant_id, repair))
             except Exception as exc:  # a driver bug fails this NF, not the worker
                 LOG.exception("config driver failed on %s for NF %s", resource, nf_id)
                 return ConfigOutcome(False, f"{resource}: {exc.__class__.__name__}: {exc}", results)
@@ -141,6 +169,11 @@ class DirectConfiguratorClient(ConfiguratorClient):
             if not result.ok:
                 return ConfigOutcome(False, f"{resource}: {result.error or 'failed'}", results)
             if result.status == ConfigStatus.UNHANDLED:
+                if resource in SERVICE_RESOURCES and operation != "delete":
+                    # A service the caller asked for and the device cannot take is a
+                    # failure: reporting ACTIVE with nothing configured is the worst defect.
+                    return ConfigOutcome(False, f"{resource}: the {device.service_vendor} driver "
+                                         f"does not support {resource}", results)
                 LOG.info("NF %s: resource %s not handled by the %s driver; skipped",
                          nf_id, resource, device.service_vendor)
         return ConfigOutcome(True, None, results)

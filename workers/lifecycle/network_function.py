@@ -7,16 +7,18 @@ transition table (:func:`nfp.flows.set_nf_status`).
 """
 from __future__ import annotations
 
+import json
 import logging
 
+from nfp.api import schemas
 from nfp.api.views import nf_dict
+from nfp.db.errors import scrub
 from nfp.db.repositories import devices, instances, network_functions
 from nfp.engine.events import Outcome, again, done, fail
 from nfp.flows import (OP_STATUS, DeviceStatus, InstanceStatus, NFStatus, set_device_status,
                        set_instance_status, set_nf_status)
 from nfp.desired import desired_config
 from nfp.heat.translate import HeatError
-from nfp.resources import dump_service_config, parse_service_config
 from nfp.workers.lifecycle.driver_data import target
 
 LOG = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ def mark_error(session, nf_id: str, reason: str):
 
 
 def _fail_with(step, reason: str, event_type: str):
+    reason = scrub(reason)  # callers see it: no SQL, whatever raised
     nf = mark_error(step.session, step.scope, reason)
     if nf is None:
         return None
@@ -59,6 +62,7 @@ def fail_delete(step, reason: str):
     nf = network_functions.get(step.session, step.scope)
     if nf is None:
         return None
+    reason = scrub(reason)
     set_nf_status(nf, NFStatus.ERROR, f"delete failed: {reason}")
     nf.operation = None
     return done(notify=[("nfp.network_function.delete.error",
@@ -127,33 +131,45 @@ def apply_update(step) -> Outcome:
 
 
 def _merge_op(nf, op: str, args: dict) -> None:
-    """Fold the operation's arguments into the NF's desired state."""
+    """Fold the operation's arguments into the NF's intent. Notifications change
+    ``spec`` only, never ``service_config``, so an update keeps what they added;
+    :func:`nfp.desired.desired_config` derives the device's config from both."""
     spec = dict(nf.spec or {})
     if op == "update":
         nf.service_config = args["config"]
     elif op == "chain_parameters":
+        params = _chain_parameters(args.get("chain_parameters"))
         spec["chain_parameters"] = args.get("chain_parameters")
+        spec["config_param_values"] = {**(spec.get("config_param_values") or {}), **params}
     elif op in ("pt_add", "pt_remove"):
-        elements = parse_service_config(nf.service_config)
-        pt = args["policy_target"]
-        for element in elements:
-            if element.get("resource") != "loadbalancer":
-                continue
-            data = element.setdefault("resource_data", {})
-            members = [m for m in data.get("members", []) if m.get("id") != pt["id"]]
-            if op == "pt_add" and pt.get("ip_address"):
-                members.append({"id": pt["id"], "address": pt["ip_address"],
-                                "protocol_port": pt.get("port") or data.get("member_port")
-                                or data.get("protocol_port")})
-            data["members"] = members
-        nf.service_config = dump_service_config(elements)
+        pt = schemas.PolicyTarget.model_validate(args["policy_target"])
+        members = dict(spec.get("members") or {})
+        if op == "pt_remove":
+            members[pt.id] = None
+        elif pt.address():
+            members[pt.id] = {"address": pt.address(), "protocol_port": pt.port}
+        else:
+            LOG.warning("NF %s: policy target %s has no IP address; no pool member added",
+                        nf.id, pt.id)
+        spec["members"] = members
     elif op in ("consumer_add", "consumer_remove"):
-        ptg = args["policy_target_group"]
-        consumers = [c for c in spec.get("consumers", []) if c.get("id") != ptg["id"]]
+        ptg = schemas.PolicyTargetGroup.model_validate(args["policy_target_group"])
+        consumers = [c for c in spec.get("consumers", []) if c.get("id") != ptg.id]
         if op == "consumer_add":
-            consumers.append(ptg)
+            consumers.append(schemas.consumer_record(ptg))
         spec["consumers"] = consumers
+        spec["follow_consumers"] = True  # from now on the rules follow the consumers
     nf.spec = spec
+
+
+def _chain_parameters(value) -> dict:
+    """Chain parameters as a dict (a JSON string upstream, like config_param_values)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value or "{}")
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _apply_service_config(step, operation: str) -> Outcome:
@@ -164,7 +180,10 @@ def _apply_service_config(step, operation: str) -> Outcome:
         LOG.warning("NF %s: the NF or its device row is gone; %s of its config fails",
                     step.scope, operation)
         return fail("network function or its device vanished")
-    elements = desired_config(nf.service_config, nf.spec)
+    try:
+        elements = desired_config(nf.service_config, nf.spec)
+    except HeatError as exc:  # an update to a template nfp cannot translate
+        return fail(f"service_config: {exc}")
     where = target(nfd, nf.service_vendor)
     step.checkpoint()
     if not elements:

@@ -27,10 +27,9 @@ class DictionaryCatalog:
 
     def get(self, vendor: str) -> LoadedDictionary:
         """The dictionary serving ``vendor``."""
-        if self._directory is not None:
-            path = self._directory / f"{vendor}.yaml"
-            if path.is_file():
-                return loader.load_file(path)
+        path = self._file(vendor)
+        if path is not None:
+            return loader.load_file(path)
         if self._use_stored:
             stored = self.stored(vendor, self._pinned)
             if stored is not None:
@@ -38,6 +37,36 @@ class DictionaryCatalog:
             if self._pinned is not None:
                 raise DictionaryError.one(f"db:{vendor}", 1, "", f"no stored version {self._pinned} of {vendor}")
         return loader.load_shipped(vendor)
+
+    def _file(self, vendor: str) -> Optional[Path]:
+        """``<vendor>.yaml`` (or the seed's ``<vendor>-dictionary.yaml``) in the directory."""
+        if self._directory is None:
+            return None
+        for name in (f"{vendor}.yaml", f"{vendor}-dictionary.yaml"):
+            path = self._directory / name
+            if path.is_file():
+                return path
+        return None
+
+    def has(self, vendor: str) -> bool:
+        """Whether a dictionary for ``vendor`` exists (file, stored or shipped); nothing is parsed."""
+        if self._file(vendor) is not None:
+            return True
+        if self._use_stored:
+            with self._sessions() as session:
+                if session.scalar(select(StoredDictionary.version)
+                                  .where(StoredDictionary.vendor == vendor).limit(1)) is not None:
+                    return True
+        return vendor in loader.shipped_names()
+
+    def describe(self) -> str:
+        """Where dictionaries are looked for, for error messages."""
+        places = [f"<vendor>.yaml in {self._directory}" if self._directory else
+                  "no dictionary directory (configurator.dictionary_dir)"]
+        if self._use_stored:
+            places.append("stored with `nfp dictionary load`")
+        places.append(f"shipped ({', '.join(loader.shipped_names())})")
+        return "; ".join(places)
 
     def stored(self, vendor: str, version: Optional[int] = None) -> Optional[LoadedDictionary]:
         """A stored version (default the newest), or None."""

@@ -13,6 +13,7 @@ plans, commits and verifies; :meth:`DictionaryConfigDriver.diff` only compares.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
 import threading
@@ -105,14 +106,17 @@ class DictionaryConfigDriver(ConfigDriver):
 
     @property
     def catalog(self) -> DictionaryCatalog:
-        return DictionaryCatalog(self.sessions, self.settings.dictionary_dir, self.settings.use_stored,
+        """Where dictionaries are found: this vendor's directory, else ``configurator.dictionary_dir``."""
+        directory = self.settings.dictionary_dir or self.conf.configurator.dictionary_dir or None
+        return DictionaryCatalog(self.sessions, directory, self.settings.use_stored,
                                  self.settings.dictionary_version)
 
     @property
     def secrets(self) -> SecretStore:
         if self._store is None:
             given = self.context.secrets if self.context is not None else None
-            self._store = given if given is not None else SecretStore(self.sessions, load_key(self.conf))
+            self._store = given if given is not None else SecretStore(
+                self.sessions, load_key(self.conf), reload_key=lambda: load_key(self.conf))
         return self._store
 
     # -- the interface ------------------------------------------------------------------
@@ -136,7 +140,8 @@ class DictionaryConfigDriver(ConfigDriver):
                 raise VendorError(f"dictionary {loaded.name} has no {service} service; "
                                   f"{device.service_vendor} devices cannot take {request.resource}")
             with self._device_lock(device.id):
-                outcome = converge(self._session(request, loaded, service), self._candidate(request, items))
+                outcome = converge(self._session(request, loaded, service), self._candidate(request, items),
+                                   repair=request.repair)
         except EXPECTED as exc:
             message = redact(f"{what}: {exc}")
             LOG.warning("nf %s device %s: %s; reporting FAILURE", request.nf_id, device.id, message)
@@ -251,7 +256,7 @@ class DictionaryConfigDriver(ConfigDriver):
             endpoint = SshEndpoint(device.mgmt_ip_address, port, facts.ssh_host_key, timeout, retries,
                                    backoff, rate)
             link.ssh = self._transport(device.id, endpoint,
-                                       lambda: SshTransport(endpoint, access.cli, device.id))
+                                       lambda: SshTransport(endpoint, access.cli_settings, device.id))
             username = secret.get(access.username_ref) or facts.username
             if not username:
                 raise SecretError(f"device {device.id}: no SSH username (credentials secret "
@@ -260,10 +265,12 @@ class DictionaryConfigDriver(ConfigDriver):
                 username, password=secret.get(access.password_ref) if access.auth_type == "password" else None,
                 private_key=secret.get(access.key_ref) if access.auth_type == "key" else None)
             return link
+        client_cert = self._client_cert(device, access, secret)
         endpoint = HttpEndpoint(device.mgmt_ip_address, port, facts.scheme or access.protocol, facts.verify,
                                 facts.ca_file, facts.tls_fingerprint, timeout, retries, backoff, rate,
-                                self.settings.pool_size)
-        link.http = self._transport(device.id, endpoint, lambda: HttpTransport(endpoint, device.id))
+                                self.settings.pool_size,
+                                hashlib.sha256(client_cert[0].encode()).hexdigest() if client_cert else None)
+        link.http = self._transport(device.id, endpoint, lambda: HttpTransport(endpoint, device.id, client_cert))
         link.auth = self._auth(device, access, secret, facts)
         return link
 
@@ -283,8 +290,19 @@ class DictionaryConfigDriver(ConfigDriver):
         ref = device.credentials_ref or facts.credentials_ref
         return self.secrets.get_mapping(ref) if ref else {}
 
+    @staticmethod
+    def _client_cert(device: DeviceTarget, access, secret: dict) -> Optional[tuple[str, str]]:
+        """``(certificate, key)`` PEMs for ``authType: certificate``, else None."""
+        if access.auth_type != "certificate":
+            return None
+        cert, key = secret.get(access.cert_ref), secret.get(access.key_ref)
+        if not (cert and key):
+            raise SecretError(f"device {device.id}: certificate auth needs '{access.cert_ref}' and "
+                              f"'{access.key_ref}' in its credentials secret")
+        return cert, key
+
     def _auth(self, device: DeviceTarget, access, secret: dict, facts: DriverOptions) -> AuthMaterial:
-        if access.auth_type == "none":
+        if access.auth_type in ("none", "certificate"):
             return AuthMaterial()
         if access.auth_type == "basic":
             username = secret.get(access.username_ref) or facts.username

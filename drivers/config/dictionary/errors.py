@@ -23,8 +23,10 @@ class DictionaryError(ValueError):
     """A dictionary failed to load or validate. ``issues`` lists every problem
     found, each naming the file, the line and the key."""
 
-    def __init__(self, issues: list[Issue]):
+    def __init__(self, issues: list[Issue], warnings: Optional[list[Issue]] = None):
         self.issues = list(issues)
+        #: problems that alone would not have failed the load (unknown keys)
+        self.warnings = list(warnings or [])
         super().__init__("\n".join(str(i) for i in self.issues))
 
     @classmethod
@@ -46,9 +48,12 @@ class TransportError(RuntimeError):
 
 
 class VendorError(RuntimeError):
-    """The device answered but refused the request. ``code`` is the vendor's error code."""
+    """The device answered but refused the request. ``code`` is the vendor's error code,
+    ``kind`` nfp's error kind for it (the dictionary's ``errorCodes``), if known."""
 
-    def __init__(self, message: str, code: Optional[str] = None, status: Optional[int] = None):
+    def __init__(self, message: str, code: Optional[str] = None, status: Optional[int] = None,
+                 kind: Optional[str] = None):
         super().__init__(message)
         self.code = code
         self.status = status
+        self.kind = kind

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import ssl
+import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
@@ -64,6 +66,8 @@ class HttpEndpoint:
     backoff: float = 0.2
     rate_limit: Optional[float] = None
     pool_size: int = 8
+    #: sha256 of the client certificate (``authType: certificate``), never the certificate
+    client_cert_id: Optional[str] = None
 
     @property
     def base_url(self) -> str:
@@ -107,22 +111,47 @@ def fingerprint_hex(text: Optional[str]) -> Optional[str]:
     return digits
 
 
-def tls_context(endpoint: HttpEndpoint, pinned: bool) -> ssl.SSLContext:
+def tls_context(endpoint: HttpEndpoint, pinned: bool,
+                client_cert: Optional[tuple[str, str]] = None) -> ssl.SSLContext:
     """The device's TLS context (TLS 1.2 or later), built once per transport.
 
     It verifies the chain and the host name against the device's CA file, or
     the system's trusted CAs. A pinned fingerprint replaces both (urllib3
     compares the certificate's digest after the handshake, before the request
-    is sent); ``verify: false`` turns verification off."""
+    is sent); ``verify: false`` turns verification off. ``client_cert`` is the
+    ``(certificate PEM, key PEM)`` nfp presents (``authType: certificate``)."""
     if pinned or not endpoint.verify:
-        return create_urllib3_context(cert_reqs=ssl.CERT_NONE)
+        context = create_urllib3_context(cert_reqs=ssl.CERT_NONE)
+        _load_client_cert(context, client_cert)
+        return context
     context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    _load_client_cert(context, client_cert)
     if endpoint.ca_file:
         # loaded here, not passed to urllib3 as ca_certs, which would reload it per connection
         context.load_verify_locations(cafile=endpoint.ca_file)
     else:
         context.load_default_certs()
     return context
+
+
+def _load_client_cert(context: ssl.SSLContext, client_cert: Optional[tuple[str, str]]) -> None:
+    """Load a client certificate held in memory: ssl reads only files, so it goes
+    through a private (0700) directory of 0600 files removed right after."""
+    if not client_cert:
+        return
+    with tempfile.TemporaryDirectory(prefix="nfp-cert-") as directory:
+        paths = []
+        for name, pem in zip(("cert.pem", "key.pem"), client_cert):
+            path = os.path.join(directory, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(pem)
+            paths.append(path)
+        try:
+            context.load_cert_chain(paths[0], paths[1])
+        except (ssl.SSLError, ValueError):
+            raise TransportError("the client certificate or its key in the credentials secret is "
+                                 "not a usable PEM pair") from None
 
 
 class DeviceRetry(Retry):
@@ -215,7 +244,8 @@ class _HttpsPool(urllib3.HTTPSConnectionPool):
 class HttpTransport:
     """Sends rendered requests to one device over a pool of kept-alive connections."""
 
-    def __init__(self, endpoint: HttpEndpoint, device_id: str = ""):
+    def __init__(self, endpoint: HttpEndpoint, device_id: str = "",
+                 client_cert: Optional[tuple[str, str]] = None):
         self.endpoint = endpoint
         self.device_id = device_id
         self._bucket = TokenBucket(endpoint.rate_limit) if endpoint.rate_limit else None
@@ -229,7 +259,7 @@ class HttpTransport:
                 LOG.warning("device %s: TLS certificate verification is disabled by configuration "
                             "(verify: false); set ca_file or tls_fingerprint instead", device_id)
             self._pool: urllib3.HTTPConnectionPool = _HttpsPool(
-                endpoint.host, endpoint.port, ssl_context=tls_context(endpoint, pin is not None),
+                endpoint.host, endpoint.port, ssl_context=tls_context(endpoint, pin is not None, client_cert),
                 assert_fingerprint=pin, **options)
         else:
             self._pool = _HttpPool(endpoint.host, endpoint.port, **options)

@@ -11,20 +11,22 @@ to be reported.
 from __future__ import annotations
 
 import hashlib
-import re
 import importlib.resources
+import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import yaml
-from pydantic import ValidationError
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from . import placeholders, render
+from . import placeholders, render, seed
 from .errors import DictionaryError, Issue
-from .model import Call, Dictionary, Operation, Param, Poll
+from .model import SERVICE_NAMES, Call, Dictionary, Operation, Param, Poll
+
+LOG = logging.getLogger(__name__)
 
 _CACHE: dict[str, "LoadedDictionary"] = {}
 _CACHE_LOCK = threading.Lock()
@@ -84,6 +86,10 @@ class LoadedDictionary:
     sha256: str
     text: str
     _lines: Optional[dict[tuple, int]] = field(repr=False, default=None)
+    #: where keys the seed format spells differently are in the file (:mod:`.seed`)
+    renames: seed.Renames = field(repr=False, default_factory=seed.Renames)
+    #: unknown keys (ignored); ``nfp dictionary validate --strict`` rejects them
+    warnings: list[Issue] = field(default_factory=list)
 
     @property
     def lines(self) -> dict[tuple, int]:
@@ -94,15 +100,22 @@ class LoadedDictionary:
 
     @property
     def name(self) -> str:
-        return self.model.name or Path(self.source).stem
+        """The vendor it serves: ``name:``, else the file name without ``-dictionary``."""
+        return self.model.name or vendor_of(self.source)
 
     def line_of(self, path: tuple) -> int:
-        """The line of the deepest key of ``path`` that exists (1 if none)."""
+        """The line of the deepest key of ``path`` (a path into the model) that exists (1 if none)."""
+        path = self.renames.original(path)
         while path:
             if path in self.lines:
                 return self.lines[path]
             path = path[:-1]
         return 1
+
+    def issue(self, path: tuple, message: str, line_offset: int = 0) -> Issue:
+        """An issue at ``path`` (into the model), named as the author wrote it."""
+        return Issue(self.source, self.line_of(path) + line_offset,
+                     seed.original_key(self.renames, path), message)
 
     def var_types(self) -> dict[str, str]:
         return {name: spec.type for name, spec in self.model.vars.items()}
@@ -114,13 +127,25 @@ class LoadedDictionary:
         return types
 
 
-def _loc_path(loc: tuple, lines: dict[tuple, int]) -> tuple:
-    """Pydantic's error location, without union-member tags, as a key path."""
-    path: tuple = ()
-    for part in loc:
-        if path + (part,) in lines:
-            path = path + (part,)
-    return path
+def _lazy_lines(node: Optional[Node]):
+    """A function giving :func:`key_lines` of ``node``, worked out on first call."""
+    memo: list[dict[tuple, int]] = []
+
+    def lines() -> dict[tuple, int]:
+        if not memo:
+            memo.append(key_lines(node))
+        return memo[0]
+    return lines
+
+
+def vendor_of(source: str) -> str:
+    """The vendor a dictionary file serves by its name: ``acme.yaml`` and
+    ``acme-dictionary.yaml`` both serve ``acme``."""
+    stem = Path(source.split(":", 1)[-1] if source.startswith("db:") else source).stem
+    for suffix in ("-dictionary", "_dictionary"):
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            return stem[: -len(suffix)]
+    return stem
 
 
 def parse(text: str, source: str = "<string>") -> LoadedDictionary:
@@ -137,41 +162,21 @@ def parse(text: str, source: str = "<string>") -> LoadedDictionary:
                                   f"YAML syntax: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise DictionaryError.one(source, 1, "", f"YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise DictionaryError.one(source, 1, "", "the top level must be a mapping")
-    try:
-        model = Dictionary.model_validate(data)
-    except ValidationError as exc:
-        lines = key_lines(node)
-        issues = []
-        for err in exc.errors():
-            path = _loc_path(err["loc"], lines)
-            key = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p))
-            issues.append(Issue(source, lines.get(path, 1), key, err["msg"]))
-        raise DictionaryError(_dedupe(issues)) from None
-    loaded = LoadedDictionary(model, source, digest, text)
+    lines = _lazy_lines(node)
+    seed.check_format(data, source, lines)
+    data, renames = seed.normalise(data, source, lines)
+    model, warnings = seed.validate(data, source, lines, renames)
+    loaded = LoadedDictionary(model, source, digest, text, renames=renames, warnings=warnings)
     issues = list(_check_names(loaded))
     if issues:
-        raise DictionaryError(issues)
+        raise DictionaryError(issues, warnings)
+    for warning in warnings:
+        LOG.warning("dictionary %s", warning)
     with _CACHE_LOCK:
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[digest] = loaded
     return loaded
-
-
-def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and (part in ("str", "int", "list[int]", "Param", "list[str]")
-                                      or part.startswith(("function-", "nullable[", "union[")))
-
-
-def _dedupe(issues: list[Issue]) -> list[Issue]:
-    seen, out = set(), []
-    for issue in issues:
-        if (issue.line, issue.key) not in seen:
-            seen.add((issue.line, issue.key))
-            out.append(issue)
-    return out
 
 
 def load_file(path: str | Path) -> LoadedDictionary:
@@ -247,6 +252,10 @@ def _call_templates(path: tuple, call: Call) -> Iterator[tuple[tuple, str, str]]
 
 def _check_names(loaded: LoadedDictionary) -> Iterator[Issue]:
     model = loaded.model
+    for name in SERVICE_NAMES:
+        service = model.services.get(name)
+        if service is not None and (service.create is None or service.delete is None):
+            yield loaded.issue(("services", name), "a service needs at least create and delete")
     for name, spec in model.vars.items():
         path = ("vars", name)
         if spec.type not in placeholders.TYPES:
@@ -266,9 +275,8 @@ def _check_names(loaded: LoadedDictionary) -> Iterator[Issue]:
         bound = set(_BOUND.findall(source))
         for name in render.PLACEHOLDER.findall(source):
             if name not in known and name not in _LOOP_NAMES and name not in bound:
-                yield Issue(loaded.source, loaded.line_of(path), ".".join(map(str, path)),
-                            f"unknown placeholder ${{{name}}}; nfp fills in "
-                            f"{', '.join(sorted(placeholders.KNOWN))} and the dictionary's vars")
+                yield loaded.issue(path, f"unknown placeholder ${{{name}}}; nfp fills in "
+                                         f"{', '.join(sorted(placeholders.KNOWN))} and the dictionary's vars")
 
 
 #: names a template binds itself: {% set x = ... %}, {% for x in ... %}
@@ -286,7 +294,6 @@ def deep_check(loaded: LoadedDictionary) -> list[Issue]:
     known = set(loaded.placeholder_types()) | _LOOP_NAMES
     delete_known = set(operations.DELETE_NAMES) | set(loaded.var_types()) | _LOOP_NAMES
     for path, context, source in templates(loaded.model):
-        key = ".".join(map(str, path))
         allowed = delete_known if "delete" in path[:3] or path[:1] == ("commit",) else known
         try:
             if context == "when":
@@ -295,17 +302,15 @@ def deep_check(loaded: LoadedDictionary) -> list[Issue]:
             render.compile_template(context, source)
             unknown = render.names_in(source) - allowed
             if unknown:
-                issues.append(Issue(loaded.source, loaded.line_of(path), key,
-                                    f"unknown placeholder(s): {', '.join(sorted(unknown))}"))
+                issues.append(loaded.issue(path, f"unknown placeholder(s): {', '.join(sorted(unknown))}"))
         except jinja2.TemplateSyntaxError as exc:
-            issues.append(Issue(loaded.source, loaded.line_of(path) + max(exc.lineno - 1, 0), key,
-                                f"template syntax: {exc.message}"))
+            issues.append(loaded.issue(path, f"template syntax: {exc.message}", max(exc.lineno - 1, 0)))
     fmt = loaded.model.access.response_format
     for path, expr in _paths(loaded.model):
         try:
             mapping.compile_path(fmt, expr)
         except ValueError as exc:
-            issues.append(Issue(loaded.source, loaded.line_of(path), ".".join(map(str, path)), str(exc)))
+            issues.append(loaded.issue(path, str(exc)))
     return issues
 
 
@@ -349,13 +354,15 @@ def _camel(name: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
-def validate_file(path: str | Path) -> list[Issue]:
-    """Every problem in a dictionary file (empty list: valid). For the CLI."""
+def validate_file(path: str | Path, strict: bool = False) -> tuple[list[Issue], list[Issue]]:
+    """``(problems, warnings)`` of a dictionary file; no problems means valid. With
+    ``strict`` the warnings (unknown keys) count as problems. For the CLI."""
     try:
         loaded = load_file(path)
     except DictionaryError as exc:
-        return exc.issues
-    return deep_check(loaded)
+        return (exc.issues + exc.warnings, []) if strict else (exc.issues, exc.warnings)
+    issues = deep_check(loaded)
+    return (issues + loaded.warnings, []) if strict else (issues, loaded.warnings)
 
 
 def clear_cache() -> None:

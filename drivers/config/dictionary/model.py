@@ -14,9 +14,22 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-#: dictionary service names and the nfp resource each one serves
+#: the dictionary services nfp's resources use (see :data:`.items.SERVICE_OF`); a
+#: dictionary may define others (any ``^[A-Z][A-Za-z0-9]*$``), which load unused
 SERVICE_NAMES = ("Firewall", "PortForwarding", "StaticNat", "SourceNat", "LoadBalancer", "StaticRoutes")
-ServiceName = Literal["Firewall", "PortForwarding", "StaticNat", "SourceNat", "LoadBalancer", "StaticRoutes"]
+SERVICE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+#: nfp's error kinds: ``errorCodes`` maps vendor errors onto them; the kind appears in the
+#: failure reason, and ``already_exists`` on create / ``not_found`` on delete count as done
+ERROR_KINDS = {
+    "already_exists": "the object is already on the device",
+    "not_found": "the object is not on the device",
+    "invalid": "the device refused a value",
+    "unauthorized": "the credentials were refused or lack the permission",
+    "busy": "the device is busy (locked configuration, commit in progress)",
+    "limit": "a device limit was reached (table full, licence)",
+    "unsupported": "the device does not support the request",
+}
+ErrorKind = Literal["already_exists", "not_found", "invalid", "unauthorized", "busy", "limit", "unsupported"]
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 ParamContext = Literal["text", "xml", "json", "xpath"]
 
@@ -128,6 +141,15 @@ class Call(_Model):
     configure: Optional[bool] = None
     response_mapping: ResponseMapping = Field(default_factory=ResponseMapping)
     timeout: Optional[float] = Field(default=None, gt=0, le=600)
+    #: the whole answer (HTTP body; CLI: every line's output, commit included) must /
+    #: must not match (seed 000: ``successPattern`` next to ``method: SSH``)
+    success_pattern: Optional[str] = None
+    error_pattern: Optional[str] = None
+
+    @field_validator("success_pattern", "error_pattern")
+    @classmethod
+    def _whole_answer_regex(cls, v):
+        return _regex(v)
 
     @property
     def is_cli(self) -> bool:
@@ -207,16 +229,13 @@ class Operation(Call):
 
 
 class Service(_Model):
+    """A service's operations. The services nfp uses need create and delete (checked
+    by the loader, so a service nfp never calls may have only some)."""
+
     create: Optional[Operation] = None
     delete: Optional[Operation] = None
     update: Optional[Operation] = None
     list: Optional[Operation] = None
-
-    @model_validator(mode="after")
-    def _needs_create_delete(self):
-        if self.create is None or self.delete is None:
-            raise ValueError("a service needs at least create and delete")
-        return self
 
 
 class CliSettings(_Model):
@@ -251,7 +270,8 @@ class Access(_Model):
     protocol: Literal["https", "http", "ssh"]
     port: Optional[int] = Field(default=None, ge=1, le=65535)
     base_path: str = ""
-    auth_type: Literal["none", "token", "apikey", "basic", "password", "key"]
+    #: seed 000's ``ssh_password`` and ``ssh_key`` are read as ``password`` and ``key``
+    auth_type: Literal["none", "token", "apikey", "basic", "password", "key", "certificate"]
     #: names of entries in the device's credentials secret
     token_ref: Optional[str] = None
     token_header: Optional[str] = None
@@ -259,6 +279,8 @@ class Access(_Model):
     username_ref: str = "username"
     password_ref: str = "password"
     key_ref: str = "private_key"
+    #: ``certificate``: the client certificate (PEM) entry; its key is ``keyRef``
+    cert_ref: str = "certificate"
     #: json or xml answers (REST vs XML API)
     response_format: Literal["json", "xml"] = "json"
     headers: dict[str, str] = Field(default_factory=dict)
@@ -278,11 +300,21 @@ class Access(_Model):
             raise ValueError("ssh access needs authType password or key")
         if not ssh and self.auth_type in ("password", "key"):
             raise ValueError(f"authType {self.auth_type} is for ssh access")
+        if self.auth_type == "certificate" and self.protocol != "https":
+            raise ValueError("authType certificate is for https access")
         return self
+
+    @property
+    def cli_settings(self) -> CliSettings:
+        """The CLI settings (the defaults when the dictionary gives none)."""
+        return self.cli or _DEFAULT_CLI
 
     @property
     def default_port(self) -> int:
         return self.port or {"https": 443, "http": 80, "ssh": 22}[self.protocol]
+
+
+_DEFAULT_CLI = CliSettings()
 
 
 class VarSpec(_Model):
@@ -307,9 +339,29 @@ class Dictionary(_Model):
     vars: dict[str, VarSpec] = Field(default_factory=dict)
     #: per placeholder value translations (``action: {allow: pass, deny: block}``)
     value_maps: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    services: dict[ServiceName, Service]
-    #: run once after a batch of changes (PAN-OS commit, pfSense apply)
+    services: dict[str, Service]
+    #: run once after a batch of changes (PAN-OS commit, pfSense apply); seed 000
+    #: writes it as ``services.System.commit``
     commit: Optional[Operation] = None
+    #: what the device can do (informational: ``nfp dictionary show`` prints it)
+    capabilities: list[str] = Field(default_factory=list)
+    notes: str = ""
+    #: vendor error -> nfp error kind: an HTTP status, a vendor code (``errorCodePath``)
+    #: or, for CLI devices, a regular expression over a command's output
+    error_codes: dict[str, ErrorKind] = Field(default_factory=dict)
+
+    @field_validator("services")
+    @classmethod
+    def _service_names(cls, v):
+        for name in v:
+            if not SERVICE_NAME.match(name):
+                raise ValueError(f"service name {name!r} must match ^[A-Z][A-Za-z0-9]*$ (Firewall, NAT ...)")
+        return v
+
+    @field_validator("error_codes", mode="before")
+    @classmethod
+    def _codes(cls, v):
+        return {str(k): val for k, val in v.items()} if isinstance(v, dict) else v
 
     @field_validator("version", mode="before")
     @classmethod

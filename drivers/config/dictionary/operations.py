@@ -25,6 +25,9 @@ LOG = logging.getLogger(__name__)
 
 #: what delete (and commit) templates may use: the rule's values are gone by then
 DELETE_NAMES = frozenset({"externalId", "ref", "ruleId", "name", "nfId", "jobId"})
+#: error kinds (the dictionary's ``errorCodes``) that mean an operation's work is already done
+DONE_KINDS = {"create": frozenset({"already_exists"}), "delete": frozenset({"not_found"})}
+_ALIASES = tuple(placeholders.ALIASES.items())
 
 
 @functools.lru_cache(maxsize=256)
@@ -66,12 +69,16 @@ class OperationRunner:
         self.access = self.dictionary.access
         self._types = link.dictionary.placeholder_types()
         self._value_maps = tuple(self.dictionary.value_maps.items())
+        self._codes = self.dictionary.error_codes
 
     # -- values ---------------------------------------------------------------
     def values(self, values: dict[str, Any]) -> dict[str, Any]:
         """Type-check ``values``, add the device vars, apply the value maps."""
         out = dict(self.link.vars)
         out.update(placeholders.check_all(values, self._types))
+        for alias, target in _ALIASES:  # the seed authors' names for the same values
+            if target in out and alias not in out:
+                out[alias] = out[target]
         for name, table in self._value_maps:
             value = out.get(name)
             if value is not None and not isinstance(value, (list, dict)):
@@ -88,10 +95,11 @@ class OperationRunner:
         values = dict(values)
         if op.resolve_ref:
             values["ref"] = self._resolve_ref(service, values.get("externalId"))
+        done = DONE_KINDS.get(opname, frozenset())
         if self.link.ssh is not None:
-            result = self._run_cli(op, values, where, configure_default=opname != "list")
+            result = self._run_cli(op, values, where, configure_default=opname != "list", done=done)
         else:
-            result = self._run_http(op, values, where)
+            result = self._run_http(op, values, where, done)
         if op.external_id:
             result.external_id = render("text", op.external_id, values, f"{where}.externalId") or None
         return result
@@ -136,18 +144,19 @@ class OperationRunner:
             self._poll(op, dict(values, jobId=job))
 
     # -- HTTP -----------------------------------------------------------------------
-    def _run_http(self, op: Operation, values: dict, where: str) -> OpResult:
+    def _run_http(self, op: Operation, values: dict, where: str, done: frozenset = frozenset()) -> OpResult:
         result = OpResult()
         for index, call in enumerate(op.calls):
             step = f"{where}.steps.{index}" if op.steps else where
-            doc, tolerated = self._http_call(call, values, step)
+            doc, tolerated = self._http_call(call, values, step, done)
             result.tolerated = result.tolerated or tolerated
             new_id = mapping.extract_id(call.response_mapping, self.access.response_format, doc)
             if new_id is not None and not tolerated:
                 result.external_id = new_id
         return result
 
-    def _http_call(self, call: Call, values: dict, where: str) -> tuple[Any, bool]:
+    def _http_call(self, call: Call, values: dict, where: str,
+                   done: frozenset = frozenset()) -> tuple[Any, bool]:
         if call.when and not condition(call.when, values, f"{where}.when"):
             return None, False
         if call.lookup is not None:
@@ -162,7 +171,10 @@ class OperationRunner:
         fmt = self.access.response_format
         doc = mapping.parse_document(fmt, response.content)
         what = f"{self.link.dictionary.name} {where} ({request.method} {request.path})"
-        tolerated = mapping.check_http(call.response_mapping, fmt, response.status, doc, response.text, what)
+        tolerated = mapping.check_http(call.response_mapping, fmt, response.status, doc, response.text, what,
+                                       self._codes, done)
+        if not tolerated and (call.success_pattern or call.error_pattern):
+            mapping.check_output(call.success_pattern, call.error_pattern, what, response.text)
         return doc, tolerated
 
     def _poll(self, op: Operation, values: dict) -> None:
@@ -180,14 +192,16 @@ class OperationRunner:
                           f"after {poll.max_polls} polls")
 
     # -- CLI ------------------------------------------------------------------------
-    def _run_cli(self, op: Operation, values: dict, where: str, configure_default: bool) -> OpResult:
+    def _run_cli(self, op: Operation, values: dict, where: str, configure_default: bool,
+                 done: frozenset = frozenset()) -> OpResult:
         configure = configure_default if op.configure is None else op.configure
-        tolerated = self._cli_lines(op, values, where, configure, want_tolerated=True)
+        tolerated = self._cli_lines(op, values, where, configure, want_tolerated=True, done=done)
         return OpResult(tolerated=bool(tolerated))
 
     def _cli_lines(self, op: Operation, values: dict, where: str, configure: bool,
-                   want_tolerated: bool = False):
-        cli = self.access.cli
+                   want_tolerated: bool = False, done: frozenset = frozenset()):
+        cli, codes = self.access.cli_settings, self._codes
+        what = f"{self.link.dictionary.name} {where}"
         lines: list[tuple[str, ResponseMapping]] = []
         for index, call in enumerate(op.calls):
             step = f"{where}.steps.{index}" if op.steps else where
@@ -196,24 +210,32 @@ class OperationRunner:
             lines += [(line, call.response_mapping) for line in render_cli(call, values, step)]
 
         def work(session: CliSession):
-            outputs, tolerated = [], False
+            outputs, transcript, tolerated = [], [], False
             if configure:
                 session.send(cli.configure)
             try:
                 for line, rm in lines:
                     output = session.send(line)
-                    tolerated = mapping.check_cli(rm, cli.error_patterns, line, output) or tolerated
+                    done_already = mapping.check_cli(rm, cli.error_patterns, line, output, codes, done)
+                    if not done_already and op.error_pattern:
+                        mapping.check_output(None, op.error_pattern, f"{what} `{line}`", output)
+                    tolerated = tolerated or done_already
                     outputs.append(output)
+                transcript += outputs
                 if configure:
                     for line in cli.commit:
                         output = session.send(line)
-                        mapping.check_cli(op.response_mapping, cli.error_patterns, line, output)
+                        mapping.check_cli(op.response_mapping, cli.error_patterns, line, output, codes)
+                        mapping.check_output(None, op.error_pattern, f"{what} `{line}`", output)
+                        transcript.append(output)
             except VendorError:
                 if configure:
                     session.send(cli.discard)
                 raise
             if configure:
                 session.send(cli.exit)
+            # seed 000: the operation's whole output must show its successPattern
+            mapping.check_output(op.success_pattern, None, what, "\n".join(transcript))
             return tolerated if want_tolerated else "\n".join(outputs)
 
         return self.link.ssh.run(work, self.link.ssh_credentials)

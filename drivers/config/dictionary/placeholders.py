@@ -205,6 +205,13 @@ KNOWN: dict[str, str] = {
     "externalId": "ident", "ref": "ident", "jobId": "ident",
 }
 
+#: the seed 000 authors' names for nfp's placeholders: a template may use either
+ALIASES: dict[str, str] = {
+    "nextHop": "nexthop", "destNetwork": "destination", "privateNetwork": "sourceCidr",
+    "vipIp": "vipAddress", "algorithm": "lbAlgorithm", "lbName": "name",
+}
+KNOWN.update({alias: KNOWN[target] for alias, target in ALIASES.items()})
+
 
 def check(name: str, type_name: str, value: Any) -> Any:
     """Check ``value`` against ``type_name``; ``None`` (no value) always passes."""

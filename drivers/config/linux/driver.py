@@ -176,7 +176,7 @@ class LinuxConfigDriver(ConfigDriver):
                                        owner=_owner_id(request))
 
     def _converge(self, request: ConfigRequest, model) -> ConfigResult:
-        outcome = converge(self._session(request), self._candidate(request, model))
+        outcome = converge(self._session(request), self._candidate(request, model), repair=request.repair)
         return ConfigResult(ConfigStatus.SUCCESS, external_ids=outcome.external_ids,
                             data={"changes": len(outcome.diff.names())})
 

@@ -83,6 +83,29 @@ class NetnsDeviceDriver(DeviceDriver):
         self.store.remove(netns)
         LOG.info("netns device namespace %s deleted", netns)
 
+    def heal_network_function_device(self, device_data: DeviceDict) -> dict:
+        """Auto-heal (``nfp.flows.HEAL``): re-create a dead device under its id and re-plug
+        ``device_data['ports']``. A device whose namespace and sshd still run is alive:
+        only its management path is at fault, so it is left alone and keeps forwarding.
+        Returns ``{"action": "none" | "recreated", "reason", "device"}``."""
+        device_id = device_data["id"]
+        netns = naming.device_netns(device_id)
+        record = self.store.load(netns)
+        if (record is not None and record.status == "active" and iproute.netns_exists(netns)
+                and record.sshd_pid in iproute.netns_pids(netns)):
+            return {"action": "none", "reason": f"namespace {netns} and its sshd are alive: the "
+                                                f"management path is at fault; the device is left alone"}
+        LOG.warning("netns device %s is dead (namespace %s or its sshd is gone); deleting what is left "
+                    "and re-creating it", device_id, netns)
+        self.destroy(netns)
+        described = self.create_network_function_device({"id": device_id, "name": device_data.get("name")})
+        if described is None:
+            raise RuntimeError(f"netns device {device_id} could not be re-created")
+        if device_data.get("ports") and not self.plug_network_function_device_interface(
+                {**device_data, "id": device_id}):
+            raise RuntimeError(f"netns device {device_id} was re-created but its ports could not be plugged")
+        return {"action": "recreated", "reason": "re-created and re-plugged", "device": described}
+
     def _create(self, device_id: str, netns: str) -> DeviceRecord:
         if iproute.netns_exists(netns) or self.store.load(netns):
             # half-made by an earlier attempt: start clean

@@ -1,0 +1,131 @@
+"""The security audit log: who did what, when, from where, and with what result.
+
+Every mutating configurator request, every authentication or authorisation
+failure and every PKI operation is one row of ``audit_log`` (and, when
+``configurator_service.audit_file`` is set, one JSON line in that file). A row
+names the caller by its certificate subject and its token subject, never by a
+credential: :func:`record` refuses fields it does not know, and the free-text
+``detail`` passes through :func:`nfp.secrets.redact`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+from sqlalchemy import DateTime, Index, String, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from nfp.db.base import Base, utcnow
+from nfp.db.models import BigId
+from nfp.secrets import redact
+
+LOG = logging.getLogger(__name__)
+
+#: event types
+REQUEST = "configurator.request"          # a mutating request, accepted or refused by validation
+AUTH_FAILURE = "auth.failure"             # no/expired/wrong token, replay (401)
+ACCESS_DENIED = "access.denied"           # source or target outside the allowlists (403)
+TLS_FAILURE = "tls.failure"               # a handshake refused (bad, expired, revoked certificate)
+PKI = "pki"                               # pki.init, pki.issue, pki.revoke, pki.rotate
+
+
+class AuditLog(Base):
+    """One audited event. No column ever holds a credential, token or secret value."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    event: Mapped[str] = mapped_column(String(48))
+    #: the TLS client certificate's subject (RFC 4514), "" when there was none
+    cert_subject: Mapped[str] = mapped_column(String(512), default="")
+    #: the token's ``sub`` claim, "" when there was no valid token
+    token_subject: Mapped[str] = mapped_column(String(255), default="")
+    #: the API method or PKI operation (``create_network_function_config``, ``pki.issue``)
+    method: Mapped[str] = mapped_column(String(96), default="")
+    nf_id: Mapped[str] = mapped_column(String(64), default="")
+    device_id: Mapped[str] = mapped_column(String(64), default="")
+    #: source address (client IP), or ``cli:<user>`` for local operations
+    source: Mapped[str] = mapped_column(String(128), default="")
+    #: accepted, duplicate, rejected, unauthorized, forbidden, ok, error
+    result: Mapped[str] = mapped_column(String(32), default="")
+    detail: Mapped[str] = mapped_column(String(1024), default="")
+
+
+FIELDS = ("event", "cert_subject", "token_subject", "method", "nf_id", "device_id", "source",
+          "result", "detail")
+_file_lock = threading.Lock()
+
+
+def entry(event: str, **fields: Any) -> dict:
+    """An audit row's values: unknown fields are a bug (and could smuggle a secret)."""
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"audit entry: unknown field(s) {sorted(unknown)}")
+    values = {name: _clip(str(fields.get(name) or ""), _width(name)) for name in FIELDS[1:]}
+    values["detail"] = _clip(redact(values["detail"]), 1024)
+    values["event"] = event
+    return values
+
+
+def record(session, event: str, audit_file: str = "", **fields: Any) -> AuditLog:
+    """Add one row to ``session`` (committed by the caller) and mirror it to ``audit_file``."""
+    row = AuditLog(at=utcnow(), **entry(event, **fields))
+    session.add(row)
+    if audit_file:
+        write_line(audit_file, row)
+    return row
+
+
+def record_now(sessionmaker, event: str, audit_file: str = "", **fields: Any) -> None:
+    """:func:`record` in a transaction of its own; a failure to write is logged, not raised
+    (an audit write must not turn a refusal into a 500)."""
+    try:
+        with sessionmaker.begin() as session:
+            record(session, event, audit_file, **fields)
+    except Exception as exc:  # noqa: BLE001 - logged with the event, never the request
+        LOG.error("audit: could not record %s (%s); the request's answer is unchanged",
+                  event, exc.__class__.__name__)
+
+
+def as_dict(row: AuditLog) -> dict:
+    """A row as JSON-ready data."""
+    out = {name: getattr(row, name) for name in FIELDS}
+    out["id"], out["at"] = row.id, row.at.isoformat() if row.at else None
+    return out
+
+
+def write_line(path: str, row: AuditLog) -> None:
+    """Append ``row`` as one JSON line (0600 file)."""
+    line = json.dumps(as_dict(row), sort_keys=True) + "\n"
+    target = Path(path)
+    with _file_lock:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as handle:
+            handle.write(line)
+
+
+def rows(session, since: Optional[dt.datetime] = None, event: Optional[str] = None,
+         limit: int = 1000) -> list[AuditLog]:
+    """Rows, oldest first, optionally from ``since`` and of one event type (prefix)."""
+    stmt = select(AuditLog)
+    if since is not None:
+        stmt = stmt.where(AuditLog.at >= since)
+    if event:
+        stmt = stmt.where(AuditLog.event.startswith(event))
+    return list(session.scalars(stmt.order_by(AuditLog.at, AuditLog.id).limit(limit)))
+
+
+def _width(name: str) -> int:
+    return int(AuditLog.__table__.c[name].type.length)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"

@@ -1,0 +1,166 @@
+"""The health monitor process: a companion of the workers under the supervisor.
+
+One process watches every device of every running NF (:mod:`.monitor` on one
+event loop, deep checks on a few threads), starts the scheduled drift
+reconciles (:class:`nfp.workers.reconcile.schedule.ReconcileScheduler`) and
+heals devices that stay DOWN (:class:`nfp.workers.health.heal.Healer`). It
+sends what the listener must publish or route over its pipe: health
+notifications, reconcile steps for the workers, and its counters for
+``/metrics``. Signal handlers only set a flag; the loop stops, writes the
+pending changes and closes its sockets, drivers and database engine.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+from nfp.drivers.config.base import DeviceTarget
+from nfp.engine.companion import EXIT_BOOT_ERROR, Companion, CompanionArgs
+
+LOG = logging.getLogger(__name__)
+
+#: seconds between counter reports to the listener (for /metrics)
+STATS_INTERVAL = 2.0
+#: seconds between auto-heal decisions
+HEAL_INTERVAL = 1.0
+
+
+def companions(conf) -> list[Companion]:
+    """The orchestrator's companion processes: the health monitor, unless ``health.enabled`` is off."""
+    return [Companion("health-monitor", main)] if conf.health.enabled else []
+
+
+class HealthProcess:
+    """Boot, loop and close of the monitor process (see module docstring)."""
+
+    def __init__(self, args: CompanionArgs):
+        self.args = args
+        self.conf = args.conf
+        self.stopping = False
+        self._out_lock = threading.Lock()
+
+    def boot(self) -> None:
+        from nfp.workers.health.heal import Healer
+        from nfp.workers.health.monitor import Monitor
+        from nfp.workers.health.store import HealthSink
+        from nfp.workers.lifecycle.services import Services
+        from nfp.workers.reconcile.schedule import ReconcileScheduler
+        # the services own this process's database engine and the configurator's drivers
+        self.services = Services(self.conf)
+        self.services.start()
+        sessionmaker = self.services.sessionmaker
+        self.sink = HealthSink(sessionmaker, on_change=lambda t, p: self._send(("notify", t, p)),
+                               on_refs=lambda refs: self._send(("dispatch", refs)),
+                               reconcile_on_up=self.conf.reconcile.on_device_up)
+        self.monitor = Monitor(self.conf.health, self.sink, deep_check=self._deep_check)
+        self.healer = Healer(self.conf, sessionmaker, on_refs=lambda refs: self._send(("dispatch", refs)),
+                             on_notify=lambda t, p: self._send(("notify", t, p)))
+        self.started = time.time()
+        self.reconciles = ReconcileScheduler(self.conf, sessionmaker,
+                                             on_refs=lambda refs: self._send(("dispatch", refs)))
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        ppid = os.getppid()
+        next_refresh = next_stats = next_heal = 0.0
+        while not self.stopping:
+            now = time.monotonic()
+            self.args.heartbeat.value = time.time()
+            if now >= next_refresh:
+                next_refresh = now + self.conf.health.refresh_interval
+                self._refresh()
+                self._tick_reconciles()
+            self.monitor.run_once(0.05)
+            if now >= next_heal:
+                next_heal = now + HEAL_INTERVAL
+                self._tick_heal()
+            if now >= next_stats:
+                next_stats = now + STATS_INTERVAL
+                self._send(("stats", {**self.monitor.snapshot(), "heal": self.healer.snapshot()}))
+            if os.getppid() != ppid:
+                LOG.error("health monitor: the listener is gone; exiting")
+                return
+
+    def close(self) -> None:
+        """Write pending changes, close sockets and threads, then the services."""
+        try:
+            self.monitor.close()
+        finally:
+            self.services.stop()
+
+    def _refresh(self) -> None:
+        from nfp.workers.health.store import load_specs
+        try:
+            specs = load_specs(self.services.sessionmaker, self.conf)
+        except Exception as exc:
+            LOG.warning("health monitor: reading the device list failed (%s); probing the devices "
+                        "it had and retrying in %.0f s", exc.__class__.__name__, self.conf.health.refresh_interval)
+            return
+        before = len(self.monitor.watched)
+        self.monitor.set_devices(specs)
+        if len(specs) != before:
+            LOG.info("health monitor watches %d device(s) (was %d)", len(specs), before)
+
+    def _tick_reconciles(self) -> None:
+        try:
+            self.reconciles.tick()
+        except Exception as exc:
+            LOG.warning("scheduling reconciles failed (%s); retrying in %.0f s", exc.__class__.__name__,
+                        self.conf.health.refresh_interval)
+
+    def _tick_heal(self) -> None:
+        from nfp.workers.health.heal import Seen
+        # a verdict read from the database at start has no time of change here: count
+        # its DOWN time from when this process started watching
+        seen = [Seen(w.spec.device_id, w.health.status, w.health.changed_at or self.started, w.spec.nf_ids)
+                for w in self.monitor.watched.values()]
+        try:
+            self.healer.tick(seen, self.monitor.wall())
+        except Exception as exc:
+            LOG.warning("starting heals failed (%s); the next decision is in %.0f s",
+                        exc.__class__.__name__, HEAL_INTERVAL)
+
+    def _deep_check(self, spec) -> tuple[bool, str]:
+        """The config driver's own ``healthmonitor`` through the configurator."""
+        deep = spec.deep
+        where = DeviceTarget(id=spec.device_id, mgmt_ip_address=deep["address"],
+                             service_vendor=deep["vendor"], credentials_ref=deep["credentials_ref"],
+                             extra=deep["extra"])
+        element = {"resource": "healthmonitor", "resource_data": {
+            "vmid": spec.device_id, "mgmt_ip": deep["address"], "periodicity": "forever"}}
+        outcome = self.services.configurator.configure("create", "generic", [element], where, deep["nf_id"])
+        return outcome.ok, "" if outcome.ok else f"deep check: {outcome.error}"
+
+    def _send(self, msg) -> None:
+        with self._out_lock:
+            try:
+                self.args.outbox.send(msg)
+            except (BrokenPipeError, OSError):
+                pass
+
+    def _on_term(self, signum, frame) -> None:
+        self.stopping = True
+
+
+def main(args: CompanionArgs) -> None:
+    """Process entry point (multiprocessing target)."""
+    from nfp import logs
+    from nfp.engine.worker import _die_with_parent
+    _die_with_parent()
+    logs.setup(args.conf, "health")
+    process = HealthProcess(args)
+    try:
+        process.boot()
+    except Exception:
+        LOG.exception("health monitor failed to boot; the daemon will halt")
+        os._exit(EXIT_BOOT_ERROR)
+    try:
+        process.run()
+    finally:
+        process.close()
+    os._exit(0)

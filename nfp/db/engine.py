@@ -17,6 +17,10 @@ def normalise_url(url: str) -> str:
     return url
 
 
+#: PostgreSQL ends a session idle inside a transaction this long (ms)
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+
+
 def make_engine(url: str, pool_size: int = 10, echo: bool = False) -> Engine:
     """Create an engine. SQLite gets WAL and a busy timeout so listener and
     workers (separate processes) can write to one file."""
@@ -48,7 +52,16 @@ def make_engine(url: str, pool_size: int = 10, echo: bool = False) -> Engine:
         return engine
     return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
                          pool_pre_ping=False, pool_recycle=1800,
-                         connect_args={"application_name": f"nfp-{os.getpid()}"}
+                         connect_args={"application_name": f"nfp-{os.getpid()}",
+                                       # A session whose client vanished mid-transaction (a
+                                       # partition, a half-open connection) would hold its row
+                                       # locks until TCP keepalive noticed, hours later, and
+                                       # every step needing those rows would wait behind it.
+                                       # nfp never idles inside a transaction (steps commit
+                                       # before device I/O), so the server may end such a
+                                       # session after a minute.
+                                       "options": f"-c idle_in_transaction_session_timeout="
+                                                  f"{IDLE_IN_TRANSACTION_TIMEOUT_MS}"}
                          if url.startswith("postgresql") else {})
 
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from nfp import backoff, faults
+from sqlalchemy import text
+
 from nfp import config as nfp_config
 from nfp.engine import intake_priority, running, store
 from nfp.engine.app import Application
@@ -45,6 +47,9 @@ EXIT_RECYCLE = 4
 #: waiting for the database at boot or take: first pause and ceiling, seconds
 DB_WAIT_START = 0.5
 DB_WAIT_MAX = 10.0
+
+#: longest wait for a row lock while taking a shard (PostgreSQL), in ms
+TAKE_LOCK_TIMEOUT_MS = 5000
 
 #: seconds between full rescans of the shard (a safety net for lost hand-offs)
 RESCAN_INTERVAL = 5.0
@@ -113,6 +118,11 @@ class Worker:
         path = running.path_for(self.args.conf.state_path, self.args.index)
         interrupted = running.read(path)
         with self.sessionmaker.begin() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                # The take runs on the main loop, which also beats the heartbeat: a
+                # row lock held elsewhere must fail this attempt (retried with
+                # backoff) rather than stall the loop until the supervisor kills us.
+                session.execute(text(f"SET LOCAL lock_timeout = '{TAKE_LOCK_TIMEOUT_MS}ms'"))
             for chunk in range(0, len(interrupted), 500):
                 store.claim(session, interrupted[chunk:chunk + 500])
             refs = store.open_refs(session, self.args.index, self.args.shards)

@@ -60,9 +60,17 @@ def make_engine(url: str, pool_size: int = 10, echo: bool = False) -> Engine:
                                        # nfp never idles inside a transaction (steps commit
                                        # before device I/O), so the server may end such a
                                        # session after a minute.
-                                       "options": f"-c idle_in_transaction_session_timeout="
-                                                  f"{IDLE_IN_TRANSACTION_TIMEOUT_MS}"}
+                                       "options": _pg_options(url)}
                          if url.startswith("postgresql") else {})
+
+
+def _pg_options(url: str) -> str:
+    """The URL's own ``options`` (a search_path, say) plus nfp's session settings:
+    connect_args would otherwise replace the URL's value."""
+    given = make_url(url).query.get("options") or ""
+    if isinstance(given, tuple):
+        given = " ".join(given)
+    return f"{given} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}".strip()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

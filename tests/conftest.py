@@ -1,6 +1,7 @@
 """Shared fixtures: real services, failing (not skipping) under CI=true when absent."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -36,19 +37,28 @@ def rabbit_url():
     return RABBIT_URL
 
 
-@pytest.fixture
-def pg_url():
-    """A fresh PostgreSQL schema per test, dropped afterwards."""
+@contextlib.contextmanager
+def pg_schema(prefix: str = "t"):
+    """A fresh PostgreSQL schema as a database URL (its search_path), dropped afterwards."""
     require("PostgreSQL", "127.0.0.1", 5432)
     from sqlalchemy import create_engine, text
-    schema = f"t_{uuid.uuid4().hex[:10]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL schema per test, dropped afterwards."""
+    with pg_schema("t") as url:
+        yield url
 
 
 @pytest.fixture

@@ -48,6 +48,39 @@ def sd_notify(message: str) -> None:
         pass
 
 
+def run_until_signalled(daemon) -> int:
+    """The main loop every nfp daemon shares: start; then act on queued signals
+    (SIGHUP → ``daemon.reload()``, SIGTERM/SIGINT → ``daemon.stop()``), let the
+    supervisor reap and respawn, halt on ``daemon.halt_reason()``, ping the
+    systemd watchdog. Signal handlers only queue; this loop acts on them."""
+    signals: list[int] = daemon._signals
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda s, f: signals.append(s))
+    try:
+        daemon.start()
+    except BootError as exc:
+        LOG.critical("boot failed: %s; halting", exc)
+        daemon.stop()
+        return EXIT_BOOT
+    while True:
+        while signals:
+            sig = signals.pop(0)
+            if sig == signal.SIGHUP:
+                daemon.reload()
+                continue
+            LOG.info("received %s; draining", signal.Signals(sig).name)
+            daemon.stop()
+            return EXIT_OK
+        daemon.supervisor.check()
+        reason = daemon.halt_reason()
+        if reason:
+            LOG.critical("halting: %s", reason)
+            daemon.stop()
+            return EXIT_BOOT
+        sd_notify("WATCHDOG=1")
+        time.sleep(0.2)
+
+
 class OrchestratorService:
     """Owns the listener, the supervisor and the database engine."""
 
@@ -117,30 +150,11 @@ class OrchestratorService:
     # -- run ----------------------------------------------------------------
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; return the process exit code."""
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, lambda s, f: self._signals.append(s))
-        try:
-            self.start()
-        except BootError as exc:
-            LOG.critical("boot failed: %s; halting", exc)
-            self.stop()
-            return EXIT_BOOT
-        while True:
-            while self._signals:
-                sig = self._signals.pop(0)
-                if sig == signal.SIGHUP:
-                    self.reload()
-                else:
-                    LOG.info("received %s; draining", signal.Signals(sig).name)
-                    self.stop()
-                    return EXIT_OK
-            self.supervisor.check()
-            if self.supervisor.boot_error:
-                LOG.critical("halting: %s", self.supervisor.boot_error)
-                self.stop()
-                return EXIT_BOOT
-            sd_notify("WATCHDOG=1")
-            time.sleep(0.2)
+        return run_until_signalled(self)
+
+    def halt_reason(self) -> Optional[str]:
+        """Why the daemon must stop now (a worker could not boot), else None."""
+        return self.supervisor.boot_error
 
     def reload(self) -> None:
         """SIGHUP: re-read the config; new workers replace the old ones (see Supervisor.reload)."""

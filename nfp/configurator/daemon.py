@@ -10,7 +10,6 @@ table and resume on the next start.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from typing import Optional
@@ -23,7 +22,7 @@ from nfp.configurator.service import CONFIGURATOR, daemon_conf
 from nfp.db import migrate
 from nfp.db.engine import make_engine, make_sessionmaker
 from nfp.engine.supervisor import BootError, Supervisor
-from nfp.service import sd_notify
+from nfp.service import run_until_signalled, sd_notify
 
 LOG = logging.getLogger(__name__)
 EXIT_OK, EXIT_CONFIG, EXIT_BOOT = 0, 2, 3
@@ -117,33 +116,19 @@ class ConfiguratorDaemon:
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; the process exit code."""
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, lambda s, f: self._signals.append(s))
-        try:
-            self.start()
-        except BootError as exc:
-            LOG.critical("boot failed: %s; halting", exc)
-            self.stop()
-            return EXIT_BOOT
-        while True:
-            while self._signals:
-                sig = self._signals.pop(0)
-                if sig == signal.SIGHUP:
-                    LOG.info("SIGHUP: TLS files are reloaded as they change; other settings "
-                             "need a restart")
-                    if self.reloader:
-                        self.reloader.check()
-                    continue
-                LOG.info("received %s; draining", signal.Signals(sig).name)
-                self.stop()
-                return EXIT_OK
-            self.supervisor.check()
-            if self.supervisor.boot_error or not self._thread.is_alive():
-                LOG.critical("halting: %s", self.supervisor.boot_error or "the HTTPS listener stopped")
-                self.stop()
-                return EXIT_BOOT
-            sd_notify("WATCHDOG=1")
-            time.sleep(0.2)
+        return run_until_signalled(self)
+
+    def reload(self) -> None:
+        """SIGHUP: TLS files are already reloaded as they change; check them now."""
+        LOG.info("SIGHUP: TLS files are reloaded as they change; other settings need a restart")
+        if self.reloader:
+            self.reloader.check()
+
+    def halt_reason(self) -> Optional[str]:
+        """A worker that could not boot, or an HTTPS listener that stopped."""
+        if self.supervisor.boot_error:
+            return self.supervisor.boot_error
+        return None if self._thread.is_alive() else "the HTTPS listener stopped"
 
     def stop(self) -> None:
         sd_notify("STOPPING=1")

@@ -11,10 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from nfp.cli.main import cli
-from nfp.drivers.config.base import ConfigStatus
 from nfp.testing.harness import Harness
 from nfp.testing.simulators.vyos import VyosSimulator
-from nfp.testing.simulators.wiring import (apply_to, dictionary_driver, firewall_nf, secret_leaks,
+from nfp.testing.simulators.wiring import (dictionary_driver, firewall_nf, secret_leaks,
                                            static_inventory_entry)
 
 DICTIONARY = Path(__file__).parents[1] / "fixtures" / "dictionaries" / "acmefw.yaml"

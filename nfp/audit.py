@@ -1,11 +1,12 @@
 """The security audit log: who did what, when, from where, and with what result.
 
-Every mutating configurator request, every authentication or authorisation
-failure and every PKI operation is one row of ``audit_log`` (and, when
-``configurator_service.audit_file`` is set, one JSON line in that file). A row
-names the caller by its certificate subject and its token subject, never by a
-credential: :func:`record` refuses fields it does not know, and the free-text
-``detail`` passes through :func:`nfp.secrets.redact`.
+Every mutating configurator or orchestrator request, every authentication or
+authorisation failure (a cross-tenant access included) and every PKI operation
+is one row of ``audit_log`` (and, when ``configurator_service.audit_file`` is
+set, one JSON line in that file). A row names the caller by its certificate
+subject and its token subject, or by the user and tenant of its oslo context,
+never by a credential: :func:`record` refuses fields it does not know, and the
+free-text ``detail`` passes through :func:`nfp.secrets.redact`.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any, Optional
 
-from sqlalchemy import DateTime, Index, String, select
+from sqlalchemy import DateTime, Index, String, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nfp.db.base import Base, utcnow
@@ -32,6 +33,7 @@ AUTH_FAILURE = "auth.failure"             # no/expired/wrong token, replay (401)
 ACCESS_DENIED = "access.denied"           # source or target outside the allowlists (403)
 TLS_FAILURE = "tls.failure"               # a handshake refused (bad, expired, revoked certificate)
 PKI = "pki"                               # pki.init, pki.issue, pki.revoke, pki.rotate
+ORCHESTRATOR_REQUEST = "orchestrator.request"  # a mutating orchestrator RPC, with its result
 
 
 class AuditLog(Base):
@@ -47,18 +49,21 @@ class AuditLog(Base):
     cert_subject: Mapped[str] = mapped_column(String(512), default="")
     #: the token's ``sub`` claim, "" when there was no valid token
     token_subject: Mapped[str] = mapped_column(String(255), default="")
+    #: the oslo context's user and project (tenant), "" when it named none
+    user_id: Mapped[str] = mapped_column(String(255), default="")
+    tenant_id: Mapped[str] = mapped_column(String(255), default="")
     #: the API method or PKI operation (``create_network_function_config``, ``pki.issue``)
     method: Mapped[str] = mapped_column(String(96), default="")
     nf_id: Mapped[str] = mapped_column(String(64), default="")
     device_id: Mapped[str] = mapped_column(String(64), default="")
     #: source address (client IP), or ``cli:<user>`` for local operations
     source: Mapped[str] = mapped_column(String(128), default="")
-    #: accepted, duplicate, rejected, unauthorized, forbidden, ok, error
+    #: accepted, duplicate, rejected, unauthorized, forbidden, not_found, ok, error
     result: Mapped[str] = mapped_column(String(32), default="")
     detail: Mapped[str] = mapped_column(String(1024), default="")
 
 
-FIELDS = ("event", "cert_subject", "token_subject", "method", "nf_id", "device_id", "source",
+FIELDS = ("event", "cert_subject", "token_subject", "user_id", "tenant_id", "method", "nf_id", "device_id", "source",
           "result", "detail")
 _file_lock = threading.Lock()
 
@@ -68,7 +73,7 @@ def entry(event: str, **fields: Any) -> dict:
     unknown = set(fields) - set(FIELDS)
     if unknown:
         raise ValueError(f"audit entry: unknown field(s) {sorted(unknown)}")
-    values = {name: _clip(str(fields.get(name) or ""), _width(name)) for name in FIELDS[1:]}
+    values = {name: _clip(str(fields.get(name) or ""), width) for name, width in _WIDTHS.items()}
     values["detail"] = _clip(redact(values["detail"]), 1024)
     values["event"] = event
     return values
@@ -81,6 +86,13 @@ def record(session, event: str, audit_file: str = "", **fields: Any) -> AuditLog
     if audit_file:
         write_line(audit_file, row)
     return row
+
+
+def record_many(session, entries: list[dict]) -> None:
+    """Insert :func:`entry` values with one statement (a batch of RPC requests)."""
+    if entries:
+        now = utcnow()
+        session.execute(insert(AuditLog), [{"at": now, **values} for values in entries])
 
 
 def record_now(sessionmaker, event: str, audit_file: str = "", **fields: Any) -> None:
@@ -123,9 +135,9 @@ def rows(session, since: Optional[dt.datetime] = None, event: Optional[str] = No
     return list(session.scalars(stmt.order_by(AuditLog.at, AuditLog.id).limit(limit)))
 
 
-def _width(name: str) -> int:
-    return int(AuditLog.__table__.c[name].type.length)
-
-
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
+
+
+#: each text column's width (every mutating RPC request makes a row: looked up once)
+_WIDTHS = {name: int(AuditLog.__table__.c[name].type.length) for name in FIELDS[1:]}

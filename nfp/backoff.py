@@ -7,6 +7,7 @@ exponential wait with optional jitter, so there is one formula, not five.
 """
 from __future__ import annotations
 
+import time
 from typing import Callable, Iterator, Optional, Type
 
 import tenacity
@@ -50,3 +51,21 @@ def retrying(retries: int, start: float, cap: float,
                              wait=policy(start, cap),
                              retry=tenacity.retry_if_exception_type(retry_on),
                              before_sleep=before_sleep, reraise=True)
+
+
+def retrying_while(transient: Callable[[BaseException], bool], start: float, cap: float, *,
+                   jitter: float = 0.0, give_up: Callable[[], bool] = lambda: False,
+                   before_sleep: Optional[Callable] = None) -> tenacity.Retrying:
+    """A tenacity ``Retrying`` that retries for as long as ``transient(error)``
+    holds, pausing as :func:`policy` says, until ``give_up()`` turns true; then
+    (or on any other error) the last error is re-raised. A pause ends early once
+    ``give_up()`` is true, so a daemon waiting for its database still stops
+    promptly on SIGTERM."""
+    def sleep(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not give_up() and time.monotonic() < end:
+            time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+
+    return tenacity.Retrying(retry=tenacity.retry_if_exception(transient),
+                             wait=policy(start, cap, jitter), stop=lambda state: give_up(),
+                             sleep=sleep, before_sleep=before_sleep, reraise=True)

@@ -37,7 +37,11 @@ class _Section(BaseModel):
 class DatabaseConf(_Section):
     #: SQLAlchemy URL; empty means SQLite at ``<state_dir>/nfp.db``.
     url: str = ""
+    #: the listener's pool (without host_connections)
     pool_size: int = Field(default=10, ge=1)
+    #: most PostgreSQL connections one host opens, shared by its processes (see
+    #: nfp.db.budget); 0 sizes each process's pool to its threads instead
+    host_connections: int = Field(default=0, ge=0)
     echo: bool = False
 
 
@@ -105,11 +109,25 @@ class OrchestratorConf(_Section):
     #: finished steps (done, failed, cancelled) are purged from the event table
     #: after this many seconds; open steps are never purged
     event_retention: float = Field(default=86400, ge=0)
+    #: seconds a worker's bucket leases last without renewal (renewed every third of
+    #: it): a host that dies loses its steps to the other hosts after this long
+    lease_ttl: float = Field(default=15, ge=3, le=300)
 
 
 class ConfiguratorConf(_Section):
-    #: ``direct`` runs config drivers in the worker process
-    client: Literal["direct"] = "direct"
+    #: ``direct`` runs config drivers in the worker process; ``rest`` sends each NF's
+    #: configuration to ``nfp-configurator`` over HTTPS (mutual TLS + token) and polls its
+    #: notifications; ``proxy`` casts it to ``nfp-proxy`` on ``proxy.topic``. With ``rest``
+    #: and ``proxy`` the step parks until the result comes back (``orchestrator.config_wait_timeout``)
+    client: Literal["direct", "rest", "proxy"] = "direct"
+    #: ``rest``: the configurator's URL
+    url: str = "https://127.0.0.1:8070"
+    #: ``rest``: the client certificate (``nfp pki issue NAME``) and token subject
+    cert_name: str = "orchestrator"
+    #: ``rest``: seconds between ``get_notifications`` polls
+    poll_interval: float = Field(default=1.0, gt=0)
+    #: ``rest``: seconds one HTTPS request may take
+    request_timeout: float = Field(default=30.0, gt=0)
     #: map a flavor's service_vendor to another vendor's driver (``{vyos: memory}``)
     vendor_aliases: dict[str, str] = Field(default_factory=dict)
     #: a vendor with no config driver of its own is served by the dictionary driver when
@@ -240,6 +258,10 @@ class ReconcileConf(_Section):
         Field(default_factory=dict)
     #: reconcile an NF's device when it comes back UP
     on_device_up: bool = True
+    #: reconcile a device's NFs when its deep check reads a new boot marker (a restart)
+    on_device_restart: bool = True
+    #: reconcile a vendor's NFs when a new version of its dictionary is stored
+    on_dictionary_update: bool = True
 
 
 class HealConf(_Section):
@@ -257,6 +279,38 @@ class HealConf(_Section):
     breaker_share: float = Field(default=0.5, gt=0, le=1)
     #: the breaker only judges fleets of at least this many devices
     breaker_min_devices: int = Field(default=3, ge=1)
+
+
+class TenancyConf(_Section):
+    """Who may see and change which network functions (nfp.api.tenancy)."""
+
+    #: a request whose context names no user, tenant, admin flag or role (nfp's own
+    #: CLI and tools send ``{}``): ``admin`` treats it as the local operator,
+    #: ``deny`` as a caller of no tenant (it sees nothing and may change nothing)
+    anonymous: Literal["admin", "deny"] = "admin"
+    #: roles that make a context admin, besides ``is_admin: true`` (oslo.policy's
+    #: ``context_is_admin: role:admin``)
+    admin_roles: list[str] = Field(default_factory=lambda: ["admin"])
+
+
+class ProxyConf(_Section):
+    """``nfp-proxy``: the agent (RPC on ``topic`` → unix ``socket``) and the proxy end
+    (``socket`` → ``configurator_url`` over mutual TLS + token)."""
+
+    #: the RPC topic the agent consumes and the orchestrator's ``proxy`` client casts to
+    topic: str = "nfp-configurator"
+    #: the unix socket between agent and proxy end; empty: ``<state_dir>/proxy/proxy.sock``
+    socket: str = ""
+    #: the configurator as the proxy end reaches it on the service management network
+    configurator_url: str = "https://127.0.0.1:8070"
+    #: the proxy end's client certificate (``nfp pki issue NAME``) and token subject
+    cert_name: str = "proxy"
+    #: seconds between ``get_notifications`` polls
+    poll_interval: float = Field(default=1.0, gt=0)
+    #: seconds one forwarded request may take
+    request_timeout: float = Field(default=30.0, gt=0)
+    #: longest pause between retries of a request the configurator did not take
+    retry_max: float = Field(default=10.0, gt=0)
 
 
 class LoggingConf(_Section):
@@ -282,6 +336,8 @@ class NfpConfig(BaseModel):
     health: HealthConf = Field(default_factory=HealthConf)
     reconcile: ReconcileConf = Field(default_factory=ReconcileConf)
     heal: HealConf = Field(default_factory=HealConf)
+    proxy: ProxyConf = Field(default_factory=ProxyConf)
+    tenancy: TenancyConf = Field(default_factory=TenancyConf)
     #: per device driver options, ``{static: {devices: [...]}}``. The embedded
     #: default is one ``memory`` appliance, so a bare ``nfp serve`` can run NFs;
     #: its capacity (1,000,000 interfaces, 2 per NF) is high enough that it never

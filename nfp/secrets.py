@@ -198,19 +198,24 @@ class SecretStore:
 
     def put(self, name: str, value: Union[str, dict]) -> None:
         """Store ``value`` (a string, or a mapping stored as JSON) under ``name``."""
+        with self._sessions() as session, session.begin():
+            self.put_in(session, name, value)
+        LOG.info("stored secret %s", name)
+
+    def put_in(self, session, name: str, value: Union[str, dict]) -> None:
+        """:meth:`put` inside the caller's transaction (``session``), so a secret is
+        stored exactly when what refers to it is (nfp.payload_secrets)."""
         from nfp.db.rules import Secret
         if not name or len(name) > 255:
             raise SecretError("secret name must be 1-255 characters")
         REDACTOR.register(value)
         text = json.dumps(value) if isinstance(value, dict) else str(value)
         token = self._fernet.encrypt(text.encode()).decode()
-        with self._sessions() as session, session.begin():
-            row = session.get(Secret, name)
-            if row is None:
-                session.add(Secret(name=name, ciphertext=token))
-            else:
-                row.ciphertext = token
-        LOG.info("stored secret %s", name)
+        row = session.get(Secret, name)
+        if row is None:
+            session.add(Secret(name=name, ciphertext=token))
+        else:
+            row.ciphertext = token
 
     def get(self, name: str) -> str:
         """The plaintext of ``name``; raise NotFound if there is no such secret."""

@@ -16,13 +16,15 @@ import sys
 import time
 from typing import Optional
 
+from nfp import backoff, faults, logs
 from nfp import config as nfp_config
-from nfp import logs
 from nfp.api.endpoints import OrchestratorEndpoints
 from nfp.db import migrate
+from nfp.db import budget
 from nfp.db.engine import make_engine, make_sessionmaker
 from nfp.engine.app import Application
 from nfp.engine.supervisor import BootError, Supervisor
+from nfp.rpc.errors import describe
 from nfp.workers.lifecycle.app import ORCHESTRATOR
 from nfp.workers.lifecycle.services import Services, sync_static_inventory
 
@@ -31,6 +33,10 @@ LOG = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_BOOT = 3
+
+#: waiting for the database at start: first pause and ceiling, seconds
+DB_WAIT_START = 0.5
+DB_WAIT_MAX = 10.0
 
 
 def sd_notify(message: str) -> None:
@@ -96,17 +102,15 @@ class OrchestratorService:
         self.supervisor: Optional[Supervisor] = None
 
     # -- start --------------------------------------------------------------
-    def prepare(self) -> None:
-        """Schema, device inventory and orphan sweeps: everything before workers."""
+    def prepare(self) -> bool:
+        """Schema, device inventory and orphan sweeps: everything before workers.
+        Returns False when SIGTERM came while it waited for the database."""
         conf = self.conf
         conf.state_path.mkdir(parents=True, exist_ok=True)
-        migrate.upgrade(conf.database_url)
-        self.engine = make_engine(conf.database_url, conf.database.pool_size)
+        self.engine = make_engine(conf.database_url, budget.listener_pool(conf))
         self.sessionmaker = make_sessionmaker(self.engine)
-        with self.sessionmaker.begin() as session:
-            count = sync_static_inventory(conf, session)
-        if count:
-            LOG.info("static inventory: %d device(s)", count)
+        if not self._wait_for_database():
+            return False
         services = Services(conf, self.sessionmaker)
         sweep = set(conf.device_drivers)
         if (conf.state_path / "netns").exists():
@@ -119,24 +123,56 @@ class OrchestratorService:
                     raise BootError(str(exc)) from None
         finally:
             services.stop()
+        return True
+
+    def _wait_for_database(self) -> bool:
+        """Migrate the schema and sync the inventory, waiting with backoff while the
+        database cannot be reached: nothing consumes requests meanwhile, so they
+        stay queued on the broker. False if SIGTERM/SIGINT came first."""
+        def schema_and_inventory() -> None:
+            migrate.upgrade(self.conf.database_url)
+            with self.sessionmaker.begin() as session:
+                count = sync_static_inventory(self.conf, session)
+            if count:
+                LOG.info("static inventory: %d device(s)", count)
+
+        def waiting(state) -> None:
+            LOG.warning("the database cannot be reached (%s); waiting for it before taking "
+                        "requests (they stay queued on the broker); retrying in %.1f s",
+                        describe(state.outcome.exception()), state.next_action.sleep)
+
+        def stopping() -> bool:
+            return any(sig != signal.SIGHUP for sig in self._signals)
+
+        try:
+            backoff.retrying_while(faults.is_transient, DB_WAIT_START, DB_WAIT_MAX, jitter=0.2,
+                                   give_up=stopping, before_sleep=waiting)(schema_and_inventory)
+        except Exception as exc:
+            if stopping() and faults.is_transient(exc):
+                return False
+            raise
+        return True
 
     def start(self) -> None:
         from nfp.rpc.listener import RpcListener
-        self.prepare()
+        if not self.prepare():
+            return  # stopped while waiting for the database
         self.supervisor = Supervisor(self.conf, on_notify=self._notify, app=self.app)
         self.supervisor.start()
         endpoints = OrchestratorEndpoints(self.conf, self.sessionmaker, self.supervisor.dispatch,
                                           on_batch=self.supervisor.note_intake)
         self.listener = RpcListener(self.conf, endpoints,
-                                    topics=[self.conf.rpc.topic, self.conf.rpc.notification_topic])
+                                    topics=[self.conf.rpc.topic, self.conf.rpc.notification_topic],
+                                    sessionmaker=self.sessionmaker)  # the notification outbox
         self.listener.start()
         from nfp.rpc.topology import durability_warning
         warning = durability_warning(self.conf)
         if warning:
             LOG.warning(warning)
-        LOG.info("nfp orchestrator ready: %d workers, topic %s on exchange %s, database %s",
+        LOG.info("nfp orchestrator ready: host %s, %d workers, topic %s on exchange %s, "
+                 "database %s (at most %d connections from this host)", self.conf.rpc.host,
                  self.conf.worker_count, self.conf.rpc.topic, self.conf.transport.control_exchange,
-                 self.engine.url.render_as_string(hide_password=True))
+                 self.engine.url.render_as_string(hide_password=True), budget.host_total(self.conf))
         if self.conf.metrics.port:
             from nfp.metrics import serve_metrics
             serve_metrics(self, self.conf.metrics.address, self.conf.metrics.port)

@@ -61,6 +61,13 @@ def pg_url():
         yield url
 
 
+@pytest.fixture(scope="module")
+def pg_module_url():
+    """A fresh PostgreSQL schema per test module (one daemon serving its tests)."""
+    with pg_schema("m") as url:
+        yield url
+
+
 @pytest.fixture
 def netns_required():
     """Root, iproute2, nftables, haproxy and sshd: fail under CI, skip elsewhere."""

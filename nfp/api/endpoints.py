@@ -3,7 +3,13 @@ step in one transaction, then hand the step to its worker.
 
 Mutations arrive in batches (group commit): one transaction for the whole
 batch, acked by the listener only after it commits. Reads are answered straight
-from the database.
+from the database (:mod:`nfp.api.reads`).
+
+Every request is answered for its caller (:mod:`nfp.api.tenancy`): a tenant
+changes only its own NFs. In the same transaction as its intent, a create or an
+operation has its payload's secrets sealed into the secret store
+(:mod:`nfp.payload_secrets`; a delete's and a notification's arguments are never
+stored), and every mutation gets its ``audit_log`` row (:mod:`nfp.api.guard`).
 """
 from __future__ import annotations
 
@@ -14,16 +20,18 @@ from typing import Any, Callable, Optional
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from nfp import flows
-from nfp.api import schemas, views
+from nfp import audit, flows
+from nfp.api import guard, schemas, tenancy, views
+from nfp.api.reads import ReadEndpoints
+from nfp.api.tenancy import Caller, Forbidden
 from nfp.db.base import utcnow
 from nfp.db import errors as db_errors
-from nfp.db.repositories import (NF_FILTER_COLUMNS, devices, instances, network_functions,
-                                  ports, rpc_requests)
+from nfp.db.repositories import network_functions, rpc_requests
 from nfp.engine import store
 from nfp.exceptions import Conflict, InvalidRequest, NotFound
 from nfp.flows import OP_STATUS, NFStatus, set_nf_status
 from nfp.resources import ResourceError, dump_service_config, parse_resource, parse_service_config
+from nfp.rpc.errors import safe
 from nfp.rpc.types import IncomingRequest, Reply
 
 LOG = logging.getLogger(__name__)
@@ -63,7 +71,7 @@ def validate_service_config(raw: Any, field: str) -> None:
             raise InvalidRequest(name, exc.reason) from None
 
 
-class OrchestratorEndpoints:
+class OrchestratorEndpoints(ReadEndpoints):
     """Implements :class:`nfp.rpc.types.Dispatcher` for the orchestrator topics.
 
     Parameters:
@@ -77,6 +85,15 @@ class OrchestratorEndpoints:
         self.sessionmaker = sessionmaker
         self.dispatch = dispatch
         self.on_batch = on_batch or (lambda size: None)
+        self._secrets = None
+
+    def secret_store(self):
+        """The encrypted store payload secrets go to; its key is read on first use."""
+        if self._secrets is None:
+            from nfp.secrets import SecretStore, load_key
+            self._secrets = SecretStore(self.sessionmaker, load_key(self.conf),
+                                        reload_key=lambda: load_key(self.conf))
+        return self._secrets
 
     # -- Dispatcher protocol ----------------------------------------------
     def has_method(self, topic: str, method: str) -> bool:
@@ -101,13 +118,14 @@ class OrchestratorEndpoints:
             return out
 
     def handle_read(self, request: IncomingRequest) -> Reply:
+        who = tenancy.caller(request.context, self.conf)
         try:
             if request.method == "get_network_function":
                 # the hot read: plain Core on a pooled connection, no ORM session
                 with self.sessionmaker.kw["bind"].connect() as conn:
-                    return Reply(result=self._get_network_function(conn, request.args))
+                    return Reply(result=self._get_network_function(conn, request.args, who))
             with self.sessionmaker() as session:
-                result = getattr(self, f"_{request.method}")(session, request.args)
+                result = getattr(self, f"_{request.method}")(session, request.args, who)
                 session.rollback()  # reads end their transaction at once
                 return Reply(result=result)
         except (InvalidRequest, NotFound) as exc:
@@ -120,9 +138,11 @@ class OrchestratorEndpoints:
             f"{req.method.replace('_', ' ')}"
         refused = db_errors.refusal(exc, what)
         LOG.error("%s %s refused: %s", "call" if req.is_call else "cast", req.method, refused)
-        if not req.is_call:
-            with self.sessionmaker.begin() as session:
+        with self.sessionmaker.begin() as session:
+            if not req.is_call:
                 self._fail_cast(session, req, refused)
+            audit.record_many(session, [guard.audit_entry(
+                req, tenancy.caller(req.context, self.conf), Reply(error=refused), None)])
         return Reply(error=refused)
 
     # -- batching -----------------------------------------------------------
@@ -132,54 +152,61 @@ class OrchestratorEndpoints:
         queued before them, so a batch behaves exactly as its order says."""
         outcomes: list[Optional[Reply]] = [None] * len(requests)
         refs: list = []
-        creates: list[tuple[int, IncomingRequest, dict]] = []
+        creates: list[tuple[int, IncomingRequest, dict, dict]] = []
         with self.sessionmaker.begin() as session:
             seen = rpc_requests.seen(session, [r.unique_id for r in requests if r.unique_id])
+            callers = [tenancy.caller(req.context, self.conf) for req in requests]
+            ids: list[Optional[str]] = [None] * len(requests)
             for index, req in enumerate(requests):
+                who = callers[index]
                 if req.unique_id and len(req.unique_id) > MAX_UNIQUE_ID:
                     outcomes[index] = Reply(error=InvalidRequest(
                         "_unique_id", f"must be at most {MAX_UNIQUE_ID} characters"))
                     continue
                 if req.unique_id and req.unique_id in seen:
-                    outcomes[index] = self._duplicate(session, seen[req.unique_id])
+                    outcomes[index] = self._duplicate(session, seen[req.unique_id], who)
                     continue
                 if req.method == "create_network_function":
                     try:
-                        row = self._build_create(req)
-                    except (InvalidRequest, Conflict) as exc:
+                        row, found = self._build_create(req, who)
+                    except (InvalidRequest, Conflict, Forbidden) as exc:
                         LOG.error("%s %s rejected: %s", "call" if req.is_call else "cast",
                                   req.method, exc)
                         outcomes[index] = Reply(error=exc)
                         continue
-                    creates.append((index, req, row))
+                    creates.append((index, req, row, found))
                     if req.unique_id:
                         seen[req.unique_id] = row["id"]
                     continue
                 refs += self._insert_creates(session, creates, outcomes)
                 creates = []
-                outcome, new_refs, object_id = self._one(session, req)
-                outcomes[index] = outcome
+                outcome, new_refs, object_id = self._one(session, req, who)
+                outcomes[index], ids[index] = outcome, object_id
                 refs += new_refs
                 if req.unique_id and outcome.error is None:
                     rpc_requests.add(session, req.unique_id, req.method, object_id)
                     seen[req.unique_id] = object_id
             refs += self._insert_creates(session, creates, outcomes)
+            audit.record_many(session, [guard.audit_entry(req, callers[index], outcomes[index], ids[index])
+                                        for index, req in enumerate(requests)])
         if refs:
             self.dispatch(refs)
         return outcomes  # type: ignore[return-value]
 
     def _insert_creates(self, session, creates, outcomes) -> list:
-        """Insert validated creates with three statements, whatever their number."""
+        """Insert validated creates with three statements, whatever their number
+        (and the secrets sealed from their payloads)."""
         if not creates:
             return []
-        taken = network_functions.existing_ids(session, [row["id"] for _, _, row in creates])
+        taken = network_functions.existing_ids(session, [c[2]["id"] for c in creates])
         rows, rpc_rows = [], []
-        for index, req, row in creates:
+        for index, req, row, found in creates:
             if row["id"] in taken:
                 outcomes[index] = Reply(error=Conflict(f"network function {row['id']} already exists"))
                 continue
             taken.add(row["id"])
             rows.append(row)
+            guard.store_secrets(session, self.secret_store, found)
             outcomes[index] = Reply(result=views.nf_dict(SimpleNamespace(**row)))
             if req.unique_id:
                 rpc_rows.append({"unique_id": req.unique_id, "method": req.method,
@@ -193,20 +220,25 @@ class OrchestratorEndpoints:
         return store.add(session, [flows.CREATE.start(row["id"]) for row in rows])
 
     @staticmethod
-    def _duplicate(session, object_id: Optional[str]) -> Reply:
+    def _duplicate(session, object_id: Optional[str], who: Caller) -> Reply:
         nf = network_functions.get(session, object_id) if object_id else None
-        return Reply(result=views.nf_dict(nf) if nf else None)
+        return Reply(result=views.nf_dict(nf) if nf and who.may_see(nf.tenant_id) else None)
 
-    def _one(self, session, req: IncomingRequest):
+    def _one(self, session, req: IncomingRequest, who: Caller):
         try:
             with session.begin_nested():
                 if req.method == "delete_network_function":
-                    return self._delete(session, req)
+                    return self._delete(session, req, who)
                 if req.method == "network_function_notification":
-                    return self._notification(session, req)
+                    return self._notification(session, req, who)
                 if req.method == "reconcile_network_function":
-                    return self._reconcile_network_function(session, req)
-                return self._operation(session, req)
+                    return self._reconcile_network_function(session, req, who)
+                return self._operation(session, req, who)
+        except Forbidden as exc:
+            # the NF is left exactly as it was: no ERROR status for a stranger's cast
+            LOG.warning("%s %s refused: %s (caller %s)", "call" if req.is_call else "cast",
+                        safe(req.method), exc, who.label)
+            return Reply(error=exc), [], None
         except (InvalidRequest, NotFound, Conflict) as exc:
             if not req.is_call:
                 self._fail_cast(session, req, exc)
@@ -222,13 +254,18 @@ class OrchestratorEndpoints:
             LOG.error("cast %s rejected: %s", req.method, exc)
 
     # -- mutations ------------------------------------------------------------
-    def _build_create(self, req) -> dict:
-        """Validate a create completely, without the database; return its row."""
+    def _build_create(self, req, who: Caller) -> tuple[dict, dict]:
+        """Validate a create completely, without the database; return its row and
+        the secrets its payload carried (stored by the caller once it is accepted)."""
         raw = req.args.get("network_function")
         if not isinstance(raw, dict):
             raise InvalidRequest("network_function",
                                  "Field required" if raw is None else "must be an object")
+        raw, found = guard.seal_create(raw, who)
         nf_in = schemas.parse(schemas.NetworkFunctionIn, raw, "network_function.")
+        if not who.may_see(nf_in.tenant_id):
+            raise Forbidden(f"create_network_function: tenant {safe(who.tenant or '(none)')} may not "
+                            f"create a network function for another tenant")
         flavor = nf_in.service_profile.flavor()
         if not flavor.get("service_vendor"):
             raise InvalidRequest("network_function.service_profile.service_flavor",
@@ -266,13 +303,15 @@ class OrchestratorEndpoints:
             "service_type": nf_in.service_profile.service_type,
             "service_vendor": flavor["service_vendor"], "device_type": flavor.get("device_type", "static"),
             "spec": spec,
-            "generation": 0, "operation": "create", "created_at": now, "updated_at": now}
+            "generation": 0, "operation": "create", "created_at": now, "updated_at": now}, found
 
-    def _delete(self, session, req):
+    def _delete(self, session, req, who: Caller):
         args = schemas.parse(schemas.DeleteArgs, req.args)
         nf = network_functions.get(session, args.network_function_id, lock=True)
         if nf is None:
             raise NotFound(f"network function {args.network_function_id} not found")
+        if not who.may_see(nf.tenant_id):
+            raise tenancy.forbidden(req.method, nf.id, who)
         if nf.status == NFStatus.PENDING_DELETE:
             return Reply(result=None), [], nf.id
         cancelled = store.cancel_scope(session, nf.id)
@@ -283,12 +322,18 @@ class OrchestratorEndpoints:
         LOG.info("NF %s: delete accepted; %d open step(s) pre-empted", nf.id, cancelled)
         return Reply(result=None), refs, nf.id
 
-    def _operation(self, session, req):
+    def _operation(self, session, req, who: Caller):
         op, model = OP_METHODS[req.method]
         args = schemas.parse(model, req.args)
         nf = network_functions.get(session, args.network_function_id, lock=True)
         if nf is None:
             raise NotFound(f"network function {args.network_function_id} not found")
+        if not who.may_see(nf.tenant_id):
+            raise tenancy.forbidden(req.method, nf.id, who)
+        sealed, found = guard.seal_operation(req.method, req.args, nf, who)
+        if found:
+            args = schemas.parse(model, sealed)
+            guard.store_secrets(session, self.secret_store, found)
         if nf.status == NFStatus.PENDING_DELETE:
             raise Conflict(f"network function {nf.id} is being deleted")
         payload_args = args.model_dump(mode="json", exclude={"network_function_id"})
@@ -306,7 +351,10 @@ class OrchestratorEndpoints:
                                                                   "args": payload_args})], nf.generation)
         return Reply(result=None), refs, nf.id
 
-    def _notification(self, session, req):
+    def _notification(self, session, req, who: Caller):
+        if not who.is_admin:  # results are the configurator's to report, not a tenant's
+            raise Forbidden(f"network_function_notification: tenant {safe(who.tenant or '(none)')} is not "
+                            f"admin; only the configurator (an admin context) reports results")
         args = schemas.parse(schemas.NotificationArgs, req.args)
         data = args.notification_data
         context = (data.get("info") or {}).get("context") or {}
@@ -327,66 +375,13 @@ class OrchestratorEndpoints:
             set_nf_status(nf, NFStatus.ERROR, f"configurator reported failure: {reason}")
         return Reply(result=None), [], nf_id
 
-    # -- reads ------------------------------------------------------------------
-    def _get_network_function(self, session, args: dict):
-        nf_id = args.get("network_function_id") if isinstance(args, dict) else None
-        if not isinstance(nf_id, str) or not 0 < len(nf_id) <= 36:
-            nf_id = schemas.parse(schemas.NfIdArgs, args).network_function_id
-        row = network_functions.row(session, nf_id)
-        return views.nf_dict(row) if row else None
-
-    def _get_network_functions(self, session, args: dict):
-        filters = schemas.parse(schemas.FiltersArgs, args).filters or {}
-        for key in filters:
-            if key not in NF_FILTER_COLUMNS:
-                raise InvalidRequest(f"filters.{key}", f"unknown filter; use {sorted(NF_FILTER_COLUMNS)}")
-        return [views.nf_dict(nf) for nf in network_functions.find(session, filters)]
-
-    def _get_network_function_details(self, session, args: dict):
-        args = schemas.parse(schemas.NfIdArgs, args)
-        nf = network_functions.get(session, args.network_function_id)
-        if nf is None:
-            raise NotFound(f"network function {args.network_function_id} not found")
-        nfi = instances.of(session, nf.id)
-        return views.details(nf, nfi, devices.get(session, nfi.network_function_device_id if nfi else None))
-
-    def _get_plumbing_info(self, session, args: dict):
-        """What the plumber must create before a chain with a device is built:
-        a gateway (provider and consumer PT) for firewall and VPN, an endpoint
-        for a load balancer; ``{}`` in base mode (``device_type=None``), where
-        no PT is needed. Upstream's RPC answers ``consumer: [{}]`` for LB too."""
-        profile = schemas.parse(schemas.PlumbingArgs, args).request_info.profile
-        if (profile.device_type() or "").lower() in ("none", "null"):
-            return {}
-        kind = "gateway" if profile.service_type in schemas.GATEWAY_SERVICES else "endpoint"
-        return {"management": [], "provider": [{}], "consumer": [{}], "plumbing_type": kind}
-
-    def _get_port_info(self, session, args: dict):
-        port_id = schemas.parse(schemas.PortIdArgs, args).port_id
-        port = ports.get(session, port_id)
-        return views.port_info(port) if port else None
-
-    def _get_network_function_context(self, session, args: dict):
-        """The details, with every data port of the instance and the device's
-        management and monitoring ports (upstream NCO's view of an NF)."""
-        details = self._get_network_function_details(session, args)
-        nf_id = details["network_function"]["id"]
-        nfi = instances.of(session, nf_id)
-        nfd = devices.get(session, nfi.network_function_device_id if nfi else None)
-        return {"network_function_details": details,
-                "ports_info": [views.port_info(p) for p in (nfi.port_info if nfi else [])],
-                "mngmt_port_info": views.port_info(ports.get(session, nfd.mgmt_port_id))
-                if nfd and nfd.mgmt_port_id else None,
-                "monitor_port_info": views.port_info(ports.get(session, nfd.monitoring_port_id))
-                if nfd and nfd.monitoring_port_id else None}
-
-    # -- assurance (nfp.api.assurance) ----------------------------------------------
-    def _get_device_health(self, session, args):
+    # -- assurance (nfp.api.assurance; its read is in nfp.api.reads) -----------------
+    def _reconcile_network_function(self, session, req, who: Caller):
         from nfp.api import assurance
-        return assurance.get_device_health(session, args)
-
-    def _reconcile_network_function(self, session, req):
-        from nfp.api import assurance
+        nf_id = req.args.get("network_function_id") if isinstance(req.args, dict) else None
+        nf = network_functions.get(session, nf_id) if isinstance(nf_id, str) and len(nf_id) <= 36 else None
+        if nf is not None and not who.may_see(nf.tenant_id):
+            raise tenancy.forbidden(req.method, nf.id, who)
         answer, refs = assurance.reconcile_network_function(session, req.args)
         return Reply(result=answer), refs, answer["network_function_id"]
 

@@ -1,5 +1,6 @@
-"""``nfp audit list``: the security audit log (configurator requests, authentication
-failures, PKI operations) from the configurator's database."""
+"""``nfp audit list``: the security audit log (configurator and orchestrator requests,
+authentication and cross-tenant refusals, PKI operations) from the configurator's
+and the orchestrator's databases, merged in time order."""
 from __future__ import annotations
 
 import datetime as dt
@@ -41,21 +42,24 @@ def audit_list(obj, since, event, limit, as_json):
     from nfp.configurator.service import daemon_conf
     from nfp.db import migrate
     from nfp.db.engine import make_engine, make_sessionmaker
-    conf = daemon_conf(obj.conf)
-    conf.state_path.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(conf.database_url)
-    engine = make_engine(conf.database_url)
-    try:
-        with make_sessionmaker(engine)() as session:
-            rows = [audit.as_dict(r) for r in audit.rows(session, parse_since(since), event, limit)]
-    finally:
-        engine.dispose()
+    rows = []
+    for conf in (daemon_conf(obj.conf), obj.conf):  # the configurator's, then the orchestrator's
+        conf.state_path.mkdir(parents=True, exist_ok=True)
+        migrate.upgrade(conf.database_url)
+        engine = make_engine(conf.database_url)
+        try:
+            with make_sessionmaker(engine)() as session:
+                rows += [audit.as_dict(r) for r in audit.rows(session, parse_since(since), event, limit)]
+        finally:
+            engine.dispose()
+    rows = sorted(rows, key=lambda r: r["at"] or "")[:limit]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table("when", "event", "method", "who", "from", "nf", "device", "result", "detail")
     for r in rows:
-        who = " / ".join(x for x in (r["cert_subject"], r["token_subject"]) if x)
+        who = " / ".join(x for x in (r["cert_subject"], r["token_subject"], r["user_id"],
+                                     r["tenant_id"] and f"tenant {r['tenant_id']}") if x)
         table.add_row(r["at"] or "", r["event"], r["method"], who, r["source"], r["nf_id"],
                       r["device_id"], r["result"], r["detail"])
     out.print(table)

@@ -1,6 +1,8 @@
 """``nfp health list`` and ``nfp health check``: device health for people.
 
-``list`` reads the monitor's verdicts from the database. ``check DEVICE_OR_NF``
+``list`` reads the monitor's verdicts from the database, with the ``degraded``
+flag and reason of the device's NFs (seed 004: an UNREACHABLE device's NFs stay
+ACTIVE, degraded). ``check DEVICE_OR_NF``
 runs the HealthCheck action now, from this process: the liveness probe and the
 config driver's deep check of each device, answered in ONAP's shape
 ``{"identifier", "state": "healthy" | "unhealthy", "time", "info"}``.
@@ -20,19 +22,42 @@ def _iso(value):
     return value.isoformat() + "Z" if value else None
 
 
+def _nfs_by_device(session) -> dict[str, list[tuple[str, bool, str]]]:
+    """device id -> ``[(NF id, degraded, degraded reason)]``."""
+    from sqlalchemy import select
+    from nfp.db.models import NetworkFunction as N, NetworkFunctionInstance as I
+    nfs: dict[str, list[tuple[str, bool, str]]] = {}
+    for device_id, nf_id, degraded, reason in session.execute(
+            select(I.network_function_device_id, N.id, N.degraded, N.degraded_reason)
+            .join(N, N.id == I.network_function_id).where(I.network_function_device_id.is_not(None))):
+        nfs.setdefault(device_id, []).append((nf_id, bool(degraded), reason or ""))
+    return nfs
+
+
 def _rows(sessionmaker) -> list[dict]:
     from sqlalchemy import select
-    from nfp.db.models import NetworkFunctionDevice as D, NetworkFunctionInstance as I
+    from nfp.db.models import NetworkFunctionDevice as D
     with sessionmaker() as session:
-        nfs: dict[str, list[str]] = {}
-        for device_id, nf_id in session.execute(select(I.network_function_device_id, I.network_function_id)
-                                                .where(I.network_function_device_id.is_not(None))):
-            nfs.setdefault(device_id, []).append(nf_id)
-        return [{"device_id": d.id, "health": d.health, "reason": d.health_reason or "",
-                 "last_contact": _iso(d.last_contact), "last_change": _iso(d.health_changed_at),
-                 "mgmt_ip_address": d.mgmt_ip_address, "status": d.status,
-                 "network_function_ids": nfs.get(d.id, [])}
-                for d in session.scalars(select(D).order_by(D.id))]
+        nfs = _nfs_by_device(session)
+        rows = []
+        for d in session.scalars(select(D).order_by(D.id)):
+            mine = nfs.get(d.id, [])
+            degraded = [reason for _, flag, reason in mine if flag]
+            rows.append({"device_id": d.id, "health": d.health, "reason": d.health_reason or "",
+                         "last_contact": _iso(d.last_contact), "last_change": _iso(d.health_changed_at),
+                         "mgmt_ip_address": d.mgmt_ip_address, "status": d.status,
+                         "network_function_ids": [nf_id for nf_id, _, _ in mine],
+                         "degraded": bool(degraded), "degraded_reason": degraded[0] if degraded else ""})
+        return rows
+
+
+def degraded_nfs(session, limit: int = 100) -> list[dict]:
+    """NFs flagged degraded (``nfp status``): id, status and reason, at most ``limit``."""
+    from sqlalchemy import select
+    from nfp.db.models import NetworkFunction as N
+    return [{"network_function_id": nf_id, "status": status, "reason": reason or ""}
+            for nf_id, status, reason in session.execute(
+                select(N.id, N.status, N.degraded_reason).where(N.degraded.is_(True)).order_by(N.id).limit(limit))]
 
 
 @click.group()
@@ -54,10 +79,11 @@ def health_list(obj, as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table("device", "health", "reason", "last contact", "last change", "NFs")
+    table = Table("device", "health", "reason", "last contact", "last change", "NFs", "degraded")
     for row in rows:
         table.add_row(row["device_id"], row["health"], row["reason"], row["last_contact"] or "",
-                      row["last_change"] or "", ", ".join(row["network_function_ids"]))
+                      row["last_change"] or "", ", ".join(row["network_function_ids"]),
+                      row["degraded_reason"] if row["degraded"] else "")
     out.print(table)
 
 

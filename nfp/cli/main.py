@@ -251,7 +251,8 @@ def _call(client, method, **kwargs):
 @cli.command()
 @click.pass_obj
 def status(obj: Ctx):
-    """Counts of network functions and engine steps, straight from the database."""
+    """Counts of network functions and engine steps, the orchestrator hosts with their
+    workers' leases and last heartbeat, straight from the database."""
     from sqlalchemy import func, select
     from nfp.db.engine import make_engine, make_sessionmaker
     from nfp.db.models import NetworkFunction
@@ -264,7 +265,12 @@ def status(obj: Ctx):
         from nfp.db.models import NetworkFunctionDevice
         health = dict(session.execute(select(NetworkFunctionDevice.health, func.count())
                                       .group_by(NetworkFunctionDevice.health)).all())
-    out.print_json(json.dumps({"network_functions": nfs, "steps": steps, "device_health": health}))
+        from nfp.cli.health import degraded_nfs
+        degraded = degraded_nfs(session)
+        from nfp.engine.leases import hosts
+        members = hosts(session, obj.conf.orchestrator.lease_ttl)
+    out.print_json(json.dumps({"network_functions": nfs, "steps": steps, "device_health": health,
+                               "degraded": degraded, "hosts": members}))
     engine.dispose()
 
 

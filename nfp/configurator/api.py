@@ -16,7 +16,7 @@ import re
 import uuid
 from typing import Callable, Optional
 
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
@@ -24,8 +24,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nfp import audit
 from nfp.configurator import intake
-from nfp.configurator.models import (Accepted, ConfigBody, ErrorBody, FieldError, METHODS,
-                                     Notification, check)
+from nfp.configurator.models import (Accepted, AckBody, Acknowledged, ConfigBody, ErrorBody,
+                                     FieldError, METHODS, Notification, check)
 from nfp.configurator.security import Allowlist, AuthError
 
 LOG = logging.getLogger(__name__)
@@ -194,9 +194,22 @@ def create_app(conf, sessionmaker, dispatch: Callable[[list], None], verifier,
 
     @app.get(f"{PREFIX}/get_notifications", response_model=list[Notification], responses=ERRORS,
              operation_id="get_notifications")
-    async def get_notifications() -> list[Notification]:
-        """Every waiting notification, oldest first; each is returned once (then deleted)."""
-        return [Notification.model_validate(n) for n in intake.drain(sessionmaker)]
+    async def get_notifications(keep: bool = Query(
+            default=False, description="keep them until POST ack_notifications names their ids "
+                                       "(at least once); default: deleted as returned (seed 001)")
+    ) -> list[Notification]:
+        """Every waiting notification, oldest first."""
+        return [Notification.model_validate(n) for n in intake.drain(sessionmaker, keep=keep)]
+
+    @app.post(f"{PREFIX}/ack_notifications", response_model=Acknowledged, responses=ERRORS,
+              operation_id="ack_notifications")
+    async def ack_notifications(body: AckBody, request: Request) -> Acknowledged:
+        """Delete delivered notifications (after ``get_notifications?keep=true``)."""
+        count = intake.acknowledge(sessionmaker, body.ids)
+        audit.record_now(sessionmaker, audit.REQUEST, svc.audit_file, method="ack_notifications",
+                         result="success", detail=f"{count} of {len(body.ids)} notification(s) "
+                                                  "acknowledged", **who(request))
+        return Acknowledged(acknowledged=count)
 
     app.openapi = lambda: openapi_document(app)
     return Guard(app, verifier, sources, sessionmaker, svc.audit_file, svc.max_body_bytes,

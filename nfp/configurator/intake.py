@@ -5,11 +5,14 @@ audit row in one transaction, before the API answers; the caller hands the
 returned refs to the workers after the commit. A request id seen before is
 answered ``duplicate`` and applied only once.
 
-:func:`drain` is ``get_notifications``: it returns the oldest waiting
-notifications and deletes them in the same transaction. Each notification is
-therefore delivered by exactly one successful GET; a response lost in transit
-loses its notifications (the orchestrator's wait for them times out and its step
-fails, which it retries), and nothing is ever delivered twice.
+:func:`drain` is ``get_notifications``. Seed 001's form deletes what it
+returns in the same transaction (at most once: a response lost in transit loses
+its notifications). With ``keep`` (``?keep=true``, what ``nfp-proxy`` and the
+orchestrator's ``rest`` client use) nothing is deleted: each notification carries
+its ``id`` and stays until :func:`acknowledge` (``POST ack_notifications``) removes
+it, which the caller does only after the orchestrator has it. A poller that dies
+between reading and acknowledging therefore delivers again (at least once); the
+orchestrator resumes a parked step only once, so a repeat is harmless.
 """
 from __future__ import annotations
 
@@ -67,15 +70,26 @@ def _accept(sessionmaker, request_id, method, checked, who, audit_file):
     return "accepted", refs
 
 
-def drain(sessionmaker, limit: int = DRAIN_LIMIT) -> list[dict]:
-    """The oldest waiting notifications, deleted as they are returned (module docstring)."""
+def drain(sessionmaker, limit: int = DRAIN_LIMIT, keep: bool = False) -> list[dict]:
+    """The oldest waiting notifications with their ids; deleted as they are returned
+    unless ``keep`` (then :func:`acknowledge` deletes them; module docstring)."""
     with sessionmaker.begin() as session:
         rows = list(session.scalars(select(ConfiguratorNotification)
                                     .order_by(ConfiguratorNotification.id).limit(limit)))
-        if rows:
+        if rows and not keep:
             session.execute(delete(ConfiguratorNotification)
                             .where(ConfiguratorNotification.id.in_([r.id for r in rows])))
-        return [dict(r.body, request_id=r.request_id) for r in rows]
+        return [dict(r.body, request_id=r.request_id, id=r.id) for r in rows]
+
+
+def acknowledge(sessionmaker, ids: list[int]) -> int:
+    """Delete the notifications ``ids`` (the caller has delivered them); how many
+    existed. An id acknowledged twice, or never issued, is simply not counted."""
+    if not ids:
+        return 0
+    with sessionmaker.begin() as session:
+        return session.execute(delete(ConfiguratorNotification)
+                               .where(ConfiguratorNotification.id.in_(ids))).rowcount
 
 
 def pending(sessionmaker, request_id: str) -> Optional[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -99,8 +99,24 @@ class Notification(BaseModel):
     """One request's result, as seed 001's ``get_notifications`` element."""
 
     request_id: str
+    #: acknowledge it with this id (``POST ack_notifications``) after ``?keep=true``
+    id: Optional[int] = None
     info: NotificationInfo
     notification: list[NotificationElement]
+
+
+class AckBody(BaseModel):
+    """``POST ack_notifications``: the ids of delivered notifications."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(
+        min_length=1, max_length=500, description="ids from get_notifications?keep=true")
+
+
+class Acknowledged(BaseModel):
+    """How many of the ids were still waiting (and are now deleted)."""
+
+    acknowledged: int
 
 
 class ErrorBody(BaseModel):

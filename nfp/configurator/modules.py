@@ -55,10 +55,11 @@ def element_result(resource: str, status: str, error: str = "") -> dict:
 
 
 def apply_all(client, operation: str, service_type: str, config: list[dict], device: DeviceTarget,
-              nf_id: Optional[str], tenant_id: Optional[str]) -> list[dict]:
+              nf_id: Optional[str], tenant_id: Optional[str], resumed: bool = False) -> list[dict]:
     """Apply every element in order; one notification element each. A create or update
     stops at the first failure (later elements are reported not applied); a delete goes
-    on, so as much as possible is removed."""
+    on, so as much as possible is removed. ``resumed``: the request's step was
+    interrupted (its process died) and runs again; see :func:`already_applied`."""
     results: list[dict] = []
     failed_at: Optional[int] = None
     for index, element in enumerate(config):
@@ -67,11 +68,29 @@ def apply_all(client, operation: str, service_type: str, config: list[dict], dev
             results.append(element_result(resource, FAILURE,
                                           f"not applied: config[{failed_at}] failed first"))
             continue
+        if resumed and operation != "delete" and already_applied(client, service_type, element,
+                                                                 device, nf_id):
+            LOG.info("NF %s: %s was applied before the configurator restarted; not sent again",
+                     nf_id or "-", resource)
+            results.append(element_result(resource, SUCCESS))
+            continue
         result = apply_one(client, operation, service_type, index, element, device, nf_id, tenant_id)
         if result["data"]["status_code"] == FAILURE and failed_at is None:
             failed_at = index
         results.append(result)
     return results
+
+
+def already_applied(client, service_type: str, element: dict, device: DeviceTarget,
+                    nf_id: Optional[str]) -> bool:
+    """True when the device already holds ``element`` exactly (the driver compared it
+    and nothing differs). A step killed between its device call and its commit runs
+    again; this keeps that from pushing the same configuration a second time."""
+    try:
+        [found] = client.diff(service_type, [element], device, nf_id)
+    except Exception:  # noqa: BLE001 - cannot compare (no support, bad element, no device): apply
+        return False
+    return found.compared and found.empty
 
 
 def apply_one(client, operation, service_type, index, element, device, nf_id, tenant_id) -> dict:

@@ -111,8 +111,10 @@ def apply(step):
     tenant_id = context.get("tenant_id") if isinstance(context.get("tenant_id"), str) else None
     nf_id = request.nf_id or request.device_id
     step.checkpoint()  # no transaction is held while the drivers talk to the device
+    # attempts > 0: the step was running when its worker died (nfp.engine.running)
     results = modules.apply_all(step.services.client, request.operation, info["service_type"],
-                                body["config"], target, nf_id, tenant_id)
+                                body["config"], target, nf_id, tenant_id,
+                                resumed=step.event.attempts > 0)
     _finish(step.session, request.id, results)
     statuses = [r["data"]["status_code"] for r in results]
     LOG.info("configurator request %s (%s, NF %s, device %s): %s", request.id, request.method,

@@ -7,6 +7,7 @@ import importlib
 MODEL_MODULES = [
     "nfp.db.models",
     "nfp.db.rules",
+    "nfp.db.leases",
     "nfp.configurator.tables",
     "nfp.audit",
 ]

@@ -50,7 +50,9 @@ def make_engine(url: str, pool_size: int = 10, echo: bool = False) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
+    # bounded: no overflow, so a host's connections are what nfp.db.budget says;
+    # a thread finding the pool empty waits for a connection (a timeout is transient)
+    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=0, pool_timeout=60,
                          pool_pre_ping=False, pool_recycle=1800,
                          connect_args={"application_name": f"nfp-{os.getpid()}",
                                        # A session whose client vanished mid-transaction (a

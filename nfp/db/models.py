@@ -124,6 +124,8 @@ class NetworkFunctionDevice(Base):
     #: auto-heal: heals started since the device was last HEALTHY, and when the last started
     heal_attempts: Mapped[int] = mapped_column(Integer, default=0)
     healed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    #: what the deep check last read as the device's boot marker; a new one is a restart
+    boot_id: Mapped[Optional[str]] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -206,7 +208,7 @@ class ReconciliationLog(Base):
     run_id: Mapped[str] = mapped_column(String(36), unique=True, default=new_id)
     network_function_id: Mapped[str] = mapped_column(String(36))
     device_id: Mapped[Optional[str]] = mapped_column(String(64), index=True)
-    #: schedule, device_up, on_demand
+    #: schedule, device_up, device_restart, dictionary_update, on_demand
     trigger: Mapped[str] = mapped_column(String(32))
     policy: Mapped[str] = mapped_column(String(32))
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -217,9 +219,20 @@ class ReconciliationLog(Base):
     changed: Mapped[int] = mapped_column(Integer, default=0)
     #: ``{"missing": [...], "extra": [...], "changed": [...], "actions": [...]}`` (names only)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    #: in_sync, drift, repaired, partial, failed, skipped
+    #: in_sync, drift, repaired, adopted, partial, failed, skipped
     result: Mapped[str] = mapped_column(String(16))
     error: Mapped[str] = mapped_column(String(2048), default="")
+
+
+class ReconciledDictionary(Base):
+    """The newest dictionary version of a vendor whose NFs have been reconciled
+    since it was loaded (the health monitor's dictionary-update trigger)."""
+
+    __tablename__ = "reconciled_dictionaries"
+
+    vendor: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    reconciled_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class RpcRequest(Base):
@@ -232,3 +245,20 @@ class RpcRequest(Base):
     #: the network function the request created or changed
     object_id: Mapped[Optional[str]] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class OutboxNotification(Base):
+    """An oslo notification committed with the step that caused it and not yet
+    confirmed by the broker (:mod:`nfp.outbox`); deleted once published."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_scope", "scope", "id"),)
+
+    #: publication order (per scope, the order the causing steps committed in)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    #: what the notification is about (the NF or device id): order is kept per scope
+    scope: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(255))
+    priority: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

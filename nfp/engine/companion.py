@@ -8,6 +8,11 @@ dies, a halt when it fails to boot (exit code 3). It talks back over one pipe,
 read by a thread of its handle: ``("notify", type, payload)`` is published as
 an oslo notification, ``("dispatch", refs)`` hands committed steps to the
 workers, ``("stats", dict)`` is kept for ``/metrics``.
+
+The process side is shared too: :func:`serve` is the entry-point body of a
+companion (die with the listener, log set-up, boot with a wait for the
+database, run, close, exit), :class:`Outbox` its pipe writer and
+:func:`handle_signals` its signal set-up, where handlers only set a flag.
 """
 from __future__ import annotations
 
@@ -17,14 +22,17 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional, Protocol
 
-from nfp import backoff
+from nfp import backoff, faults
 
 LOG = logging.getLogger(__name__)
 
 EXIT_BOOT_ERROR = 3
 KILL_GRACE = 5.0
+#: waiting for the database at boot: first pause and ceiling, seconds
+BOOT_WAIT_START = 0.5
+BOOT_WAIT_MAX = 10.0
 
 
 @dataclass(frozen=True)
@@ -166,3 +174,75 @@ class CompanionHandle:
             os.kill(self.process.pid, sig)
         except (ProcessLookupError, AttributeError):
             pass
+
+
+# -- the companion process's side ----------------------------------------------------
+class Process(Protocol):
+    """What :func:`serve` runs: ``boot`` (retried while the database is unreachable;
+    leaves nothing open when it raises), ``run`` (returns an exit code) and ``close``."""
+
+    def boot(self) -> None: ...
+
+    def run(self) -> Optional[int]: ...
+
+    def close(self) -> None: ...
+
+
+class Outbox:
+    """The write end of a companion's pipe, shared by its threads. A listener that is
+    gone makes sends no-ops: the process notices it by its parent pid and exits."""
+
+    def __init__(self, conn):
+        self._conn, self._lock = conn, threading.Lock()
+
+    def send(self, msg) -> None:
+        with self._lock:
+            try:
+                self._conn.send(msg)
+            except (BrokenPipeError, OSError):
+                pass
+
+
+def handle_signals(on_term: Callable) -> None:
+    """SIGTERM calls ``on_term`` (which only sets a flag); SIGINT and SIGHUP belong
+    to the listener, which stops or reloads its children itself."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: on_term())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def serve(label: str, conf, process: Process, heartbeat=None) -> NoReturn:
+    """Entry-point body of a companion process: boot ``process``, waiting with backoff
+    (heartbeat kept) while the database or a service is unreachable; exit with
+    :data:`EXIT_BOOT_ERROR` on a configuration error (the daemon halts) and 1 on any
+    other boot failure (respawned); then run it, close it and exit with its code."""
+    from nfp import logs
+    from nfp.engine.worker import _die_with_parent, is_configuration_error
+    _die_with_parent()
+    logs.setup(conf, label)
+    failures = 0
+    while True:
+        try:
+            process.boot()
+            break
+        except Exception as exc:
+            if not faults.is_transient(exc):
+                code = EXIT_BOOT_ERROR if is_configuration_error(exc) else 1
+                LOG.exception("%s failed to boot (%s); %s", label, exc.__class__.__name__,
+                              "the daemon will halt" if code == EXIT_BOOT_ERROR else "it will be respawned")
+                os._exit(code)
+            failures += 1
+            pause = backoff.delay(failures, BOOT_WAIT_START, BOOT_WAIT_MAX, jitter=0.2)
+            LOG.warning("%s cannot boot yet (%s: the database or a service is unreachable); "
+                        "retrying in %.1f s", label, exc.__class__.__name__, pause)
+            end = time.time() + pause
+            while time.time() < end:  # the supervisor must not take the wait for a hang
+                if heartbeat is not None:
+                    heartbeat.value = time.time()
+                time.sleep(min(0.5, max(0.0, end - time.time())))
+    code = 0
+    try:
+        code = process.run() or 0
+    finally:
+        process.close()
+    os._exit(code)

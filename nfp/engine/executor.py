@@ -19,10 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from nfp.db.models import Event, EventStatus
-from nfp import backoff, clock, faults
+from nfp import backoff, clock, faults, outbox
 from nfp.db.errors import human_reason
 from nfp.engine import store
 from nfp.engine.events import Outcome, fail
+from nfp.engine.leases import LeaseLost
 from nfp.engine.registry import Registry
 from nfp.engine.step import Step
 from nfp.rpc.errors import describe
@@ -54,6 +55,12 @@ class Result:
     #: run the same step again after this many seconds (a transient error)
     retry_after: Optional[float] = None
 
+    @property
+    def wakes(self) -> list[tuple[str, dict]]:
+        """What the worker sends the listener: ``notify`` is already committed to
+        the outbox (:mod:`nfp.outbox`), so one wake for its relay, not the payloads."""
+        return [(outbox.WAKE, {})] if self.notify else []
+
 
 class Executor:
     """Runs steps against one database with one set of services.
@@ -75,6 +82,8 @@ class Executor:
         self.busy_probe = lambda scope, key: False
         #: where running steps are marked for a successor to charge (nfp.engine.running)
         self.running = None
+        #: the worker's bucket leases (nfp.engine.leases.LeaseKeeper); None: no fencing
+        self.lease = None
         #: consecutive transient failures per step (in memory: they are never charged)
         self._transient: dict[int, int] = {}
         self._ratelog = RateLimitedLog(LOG)
@@ -86,6 +95,10 @@ class Executor:
         slots = self._mark([event_id])
         try:
             result = self._run(session, event_id)
+        except LeaseLost as exc:
+            _rollback(session)
+            LOG.warning("step %s: result dropped, %s; the new holder runs it", event_id, exc)
+            return Result(dropped="lease lost")
         except _TransientError as exc:
             _rollback(session)
             return self._retry(event_id, exc.cause)
@@ -125,6 +138,10 @@ class Executor:
         slots = self._mark(event_ids)
         try:
             fast = self._batch(session, event_ids)
+        except LeaseLost as exc:
+            _rollback(session)
+            LOG.warning("batch of %d steps dropped: %s; the new holder runs them", len(event_ids), exc)
+            return {event_id: Result(dropped="lease lost") for event_id in event_ids}
         except Exception as exc:
             _rollback(session)
             LOG.debug("batch of %d fell back to single steps: %s", len(event_ids), exc)
@@ -159,11 +176,13 @@ class Executor:
             finished.append({"id": row.id, "result": outcome.result})
             emits += [(item, row.generation) for item in outcome.emit]
             notify[row.id] = outcome.notify
+            outbox.add(session, row.scope, outcome.notify)  # committed with the step
         session.flush()
         store.finish_many(session, finished)
         refs = store.add_many(session, emits)
         for event_id in event_ids:
             refs += self._release(session, rows[event_id])
+        self._fence(session, [row.key_hash for row in rows.values()])
         session.commit()
         results = {event_id: Result(notify=notify[event_id]) for event_id in event_ids}
         results[event_ids[0]].refs = refs  # follow-ups are dispatched once, not per step
@@ -187,8 +206,12 @@ class Executor:
             if row is None or row.status not in EventStatus.OPEN:
                 return Result(dropped="already closed")
             result = self._fail(session, row, reason)
+            self._fence(session, [row.key_hash])
             session.commit()
             return result
+        except LeaseLost:
+            _rollback(session)
+            return Result(dropped="lease lost")
         finally:
             session.close()
 
@@ -207,8 +230,12 @@ class Executor:
             session.rollback()
             return Result(refs=[store.Ref(row.id, row.key, row.key_hash, row.due_at, row.type)],
                           dropped="not due")
+        if self.lease is not None and not self.lease.holds(row.key_hash):
+            session.rollback()
+            return Result(dropped="lease lost")
         if row.status == EventStatus.WAITING:
             result = self._fail(session, row, "timed out waiting for a configurator notification")
+            self._fence(session, [row.key_hash])
             session.commit()
             return result
         spec = self.registry.lookup(row.type)
@@ -225,6 +252,7 @@ class Executor:
             outcome = self._call(spec, step, session)
         try:
             result = self._apply(session, row, outcome, step)
+            self._fence(session, [row.key_hash])
             session.commit()
             return result
         except SQLAlchemyError as exc:
@@ -235,8 +263,15 @@ class Executor:
                       exc.__class__.__name__)
             row = self._load(session, event_id)
             result = self._fail(session, row, f"could not commit step result: {exc.__class__.__name__}")
+            self._fence(session, [row.key_hash])
             session.commit()
             return result
+
+    def _fence(self, session, key_hashes: list[int]) -> None:
+        """Last statement before a step's commit: this worker still holds the
+        steps' buckets with the epochs it took them with (raises LeaseLost)."""
+        if self.lease is not None:
+            self.lease.fence(session, key_hashes)
 
     def _call(self, spec, step: Step, session) -> Outcome:
         try:
@@ -270,6 +305,7 @@ class Executor:
             return Result(dropped="closed meanwhile")
         refs = store.add(session, outcome.emit, row.generation, parent_id=None)
         refs += self._release(session, row)
+        outbox.add(session, row.scope, outcome.notify)  # committed with the step
         return Result(refs=refs, notify=outcome.notify)
 
     def _fail(self, session, row, reason: str, step: Optional[Step] = None) -> Result:
@@ -291,6 +327,7 @@ class Executor:
                 refs += store.add(session, follow.emit, row.generation)
                 notify += follow.notify
         refs += self._release(session, row)
+        outbox.add(session, row.scope, notify)  # committed with the failure
         return Result(refs=refs, notify=notify)
 
     @staticmethod

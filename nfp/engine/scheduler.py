@@ -80,6 +80,9 @@ class KeyScheduler:
         self._closed = False
         #: set by drain(): no new step starts, running ones finish
         self._draining = False
+        #: ``(Ref) -> bool``: may this worker start the step? (its bucket lease, see
+        #: :mod:`nfp.engine.leases`); a step refused here stays open in the table
+        self.admit: Callable[[Ref], bool] = lambda ref: True
         self._batchers = [threading.Thread(target=self._run_batches, name=f"batch-{i}", daemon=True)
                           for i in range(batch_threads)]
         for thread in self._batchers:
@@ -94,6 +97,8 @@ class KeyScheduler:
         to_start = []
         with self._lock:
             for ref in refs:
+                if not self.admit(ref):
+                    continue
                 delay = (ref.due_at - now_db).total_seconds()
                 if ref.id in self._known:
                     # only a parked step may come back early (a notification resumed it)
@@ -123,6 +128,9 @@ class KeyScheduler:
                 if self._timer_due.get(ref.id) != when:
                     continue  # superseded by an earlier wake-up
                 del self._timer_due[ref.id]
+                if not self.admit(ref):
+                    self._known.discard(ref.id)
+                    continue
                 if ref.key in self._busy_keys:
                     self._waiting[ref.key].append(ref)
                 else:
@@ -284,10 +292,12 @@ class KeyScheduler:
             del self._busy_keys[key]
             ref = self._refs.pop(event_id, None)
             queue = self._waiting.get(key)
+            while queue and not self.admit(queue[0]):
+                self._known.discard(queue.popleft().id)
             if queue:
                 to_start = self._mark_busy(queue.popleft())
-                if not queue:
-                    del self._waiting[key]
+            if not queue:
+                self._waiting.pop(key, None)
             self.completed += 1
             self._idle.notify_all()
         if to_start:
@@ -300,6 +310,29 @@ class KeyScheduler:
             self.offer(result.refs)
         if result.notify:
             self.on_result(result)
+
+    def busy_hashes(self) -> set[int]:
+        """``key_hash`` of every step started or queued to start (not timers)."""
+        with self._lock:
+            return {self._refs[v[0]].key_hash for v in self._busy_keys.values() if v[0] in self._refs}
+
+    def forget(self, drop: Callable[[Ref], bool]) -> int:
+        """Drop timers and queued steps matching ``drop`` (a bucket given up);
+        running ones finish. They stay open in the table for their new owner."""
+        with self._lock:
+            before = len(self._known)
+            gone = {ref.id for _, _, ref in self._timers if drop(ref)}
+            for key in list(self._waiting):
+                gone |= {ref.id for ref in self._waiting[key] if drop(ref)}
+                self._waiting[key] = collections.deque(r for r in self._waiting[key] if not drop(r))
+                if not self._waiting[key]:
+                    del self._waiting[key]
+            self._timers = [t for t in self._timers if t[2].id not in gone]
+            heapq.heapify(self._timers)
+            for event_id in gone:
+                self._timer_due.pop(event_id, None)
+                self._known.discard(event_id)
+            return before - len(self._known)
 
     def scope_busy(self, scope: str, own_key: str) -> bool:
         """Another key of ``scope`` (``scope`` or ``scope:child``) is running."""

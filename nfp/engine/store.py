@@ -13,6 +13,7 @@ from typing import Any, Iterable, Optional
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
 
+from nfp.db.leases import BUCKETS
 from nfp.db.models import Event, EventStatus
 from nfp import clock
 from nfp.engine.events import EventSpec, Graph, shard_hash
@@ -157,12 +158,16 @@ def cancel_scope(conn, scope: str) -> int:
     return res.rowcount
 
 
-def open_refs(conn, shard: Optional[int] = None, shards: int = 1) -> list[Ref]:
-    """Every open step, optionally only those of one worker shard."""
+def open_refs(conn, buckets: Optional[Iterable[int]] = None) -> list[Ref]:
+    """Every open step, or those of the given lease buckets (``key_hash % BUCKETS``)."""
     stmt = select(T.c.id, T.c.key, T.c.key_hash, T.c.due_at, T.c.type).where(
         T.c.status.in_(EventStatus.OPEN), T.c.pending_children <= 0)
-    if shard is not None and shards > 1:
-        stmt = stmt.where(T.c.key_hash % shards == shard)
+    if buckets is not None:
+        buckets = sorted(set(buckets))
+        if not buckets:
+            return []
+        if len(buckets) < BUCKETS:
+            stmt = stmt.where((T.c.key_hash % BUCKETS).in_(buckets))
     return [Ref(*r) for r in conn.execute(stmt.order_by(T.c.id))]
 
 

@@ -2,15 +2,18 @@
 table, liveness by heartbeat, respawn with backoff, a halt on boot errors, and a
 reload that starts new workers before it retires the old ones.
 
-Shard hand-off. Worker ``i`` owns shard ``i`` (``key_hash % N``), and two
-incarnations must never run the same shard's steps at once. So every worker
-boots as a *standby* (database engine, services), says ``ready``, and waits.
-It only takes its shard, rebuilding its queue from the event table, when the
+Hand-off. Worker ``i`` is cluster member ``host/i`` and runs the steps of the
+buckets it holds leases on (:mod:`nfp.engine.leases`); two incarnations of one
+member must never run at once. So every worker boots as a *standby* (database
+engine, services), says ``ready``, and waits. It only joins, inheriting its
+predecessor's leases and rebuilding its queue from the event table, when the
 supervisor sends ``take``, and the supervisor sends that only once no other
-incarnation of the index is alive. On a reload the old worker is retired
+incarnation of the index is alive. Workers report the buckets they hold; a
+committed step is piped to the local holder of its bucket, or, when another
+host holds it, announced to that host (:mod:`nfp.engine.wake`). On a reload the old worker is retired
 (SIGTERM: it drains for ``drain_timeout``) only after its successor is ready,
-so the gap without an owner is the drain, not a boot. Dispatches to an index
-with no owner are dropped: the next owner's rebuild reads them from the table.
+so the gap without an owner is the drain, not a boot. Dispatches to a bucket
+with no holder are dropped: the next holder's rebuild reads them from the table.
 
 Each incarnation gets fresh pipes: a worker killed mid-read cannot leave a
 half-read message for its successor.
@@ -29,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from nfp import backoff
+from nfp.db.engine import make_engine
+from nfp.engine import leases, wake
 from nfp.engine import worker as worker_mod
 from nfp.engine.companion import CompanionHandle
 from nfp.engine.housekeeping import Housekeeping
@@ -65,6 +70,8 @@ class _Proc:
     started: float
     ready: bool = False        # booted; waits for ``take`` until it owns the shard
     owner: bool = False        # took its shard
+    joined: bool = False       # reported the buckets it holds (it runs steps)
+    buckets: list = field(default_factory=list)  # as last reported
     retiring: bool = False     # asked to drain and exit; its exit is no crash
     kill_at: float = 0.0       # SIGKILL if still alive then (0 = not terminating)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -113,6 +120,10 @@ class Supervisor:
         self._router: Optional[threading.Thread] = None
         self._reloading = False
         self.boot_error: Optional[str] = None
+        #: bucket -> index of the local worker holding its lease
+        self.bucket_holder: dict[int, int] = {}
+        self._waker: Optional[wake.Waker] = None
+        self._wake_engine = None
         self.priority = IntakePriority(conf, CTX)
         self.housekeeping = Housekeeping(conf)
         # other process types the application runs beside the workers (the health monitor)
@@ -130,13 +141,19 @@ class Supervisor:
 
     # -- lifecycle --------------------------------------------------------
     def start(self, wait_ready: float = 60.0) -> None:
-        """Spawn every worker and wait until each owns its shard (BootError if one can't)."""
+        """Spawn every worker and wait until each has joined the cluster with its
+        leases (BootError if one can't)."""
+        engine = make_engine(self.conf.database_url, pool_size=1)
+        if wake.supported(engine):
+            self._wake_engine, self._waker = engine, wake.Waker(engine)
+        else:
+            engine.dispose()
         self._router = threading.Thread(target=self._route, name="router", daemon=True)
         self._router.start()
         for companion in self.companions:
             companion.spawn()
         end = time.time() + wait_ready
-        while not all(s.owner is not None for s in self.slots):
+        while not all(s.owner is not None and s.owner.joined for s in self.slots):
             self.check()
             if self.boot_error:
                 raise BootError(self.boot_error)
@@ -175,6 +192,9 @@ class Supervisor:
                 proc.process.kill()
                 proc.process.join(2)
         self.housekeeping.close()
+        if self._waker is not None:
+            self._waker.close()
+            self._wake_engine.dispose()
 
     # -- supervision ------------------------------------------------------
     def _spawn(self, index: int) -> _Proc:
@@ -241,6 +261,7 @@ class Supervisor:
         slot = self.slots[proc.index]
         if slot.owner is proc:
             slot.owner = None
+            self._set_buckets(proc.index, [])
         if slot.successor is proc:
             slot.successor = None
         self._write_pids()
@@ -284,6 +305,8 @@ class Supervisor:
             return  # an earlier incarnation is still alive: it may still run steps
         self._send(successor, ("take",))
         successor.owner, slot.owner, slot.successor, slot.replace = True, successor, None, False
+        if successor.joined:  # its report raced the line above
+            self._set_buckets(slot.index, successor.buckets)
         LOG.info("worker %d (pid %d) took shard %d of %d", slot.index, successor.pid,
                  slot.index, self.n)
         self._write_pids()
@@ -316,17 +339,34 @@ class Supervisor:
 
     # -- routing ----------------------------------------------------------
     def dispatch(self, refs: list[Ref]) -> None:
-        """Hand committed steps to their shard's owner (``key_hash % N``). Best
-        effort: a ref lost here is found by the owner's rebuild or next rescan."""
-        by_shard: dict[int, list[Ref]] = {}
+        """Hand committed steps to the local holder of their bucket, or wake the
+        host that holds it. Best effort: a ref lost here is found by its holder's
+        rebuild or next rescan."""
+        by_worker: dict[int, list[Ref]] = {}
+        elsewhere: set[int] = set()
         for ref in refs:
-            by_shard.setdefault(ref.key_hash % self.n, []).append(ref)
-        for shard, items in by_shard.items():
-            owner = self.slots[shard].owner
+            bucket = leases.bucket_of(ref.key_hash)
+            index = self.bucket_holder.get(bucket)
+            if index is None:
+                elsewhere.add(bucket)
+            else:
+                by_worker.setdefault(index, []).append(ref)
+        for index, items in by_worker.items():
+            owner = self.slots[index].owner
             if owner is None:
                 continue
             for i in range(0, len(items), CHUNK):
                 self._send(owner, ("dispatch", items[i:i + CHUNK]))
+        if elsewhere and self._waker is not None:
+            self._waker.wake(elsewhere)
+
+    def _set_buckets(self, index: int, buckets: list[int]) -> None:
+        """Worker ``index`` now holds exactly ``buckets``."""
+        held = dict(self.bucket_holder)
+        for bucket in [b for b, i in held.items() if i == index]:
+            del held[bucket]
+        held.update((b, index) for b in buckets)
+        self.bucket_holder = held  # one swap: dispatch reads it without a lock
 
     def _send(self, proc: _Proc, msg) -> None:
         with proc.lock:
@@ -354,6 +394,10 @@ class Supervisor:
     def _on_message(self, proc: _Proc, msg) -> None:
         if msg[0] == "ready":
             proc.ready = True
+        elif msg[0] == "buckets":
+            proc.buckets, proc.joined = list(msg[2]), True
+            if self.slots[proc.index].owner is proc:
+                self._set_buckets(proc.index, proc.buckets)
         elif msg[0] == "notify":
             try:
                 self.on_notify(msg[1], msg[2])

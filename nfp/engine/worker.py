@@ -1,11 +1,15 @@
 """A worker process: takes step refs from its inbox pipe and runs them.
 
-It boots as a standby; when the supervisor sends ``take`` it rebuilds its
-queue from the event table (every open step of its shard), so whatever was in
-flight when a worker or the whole daemon died is resumed. Only the steps its
-predecessor was running when it died are charged an attempt
-(:mod:`nfp.engine.running`). Signal handlers only set flags; the main loop acts
-on them.
+It boots as a standby; when the supervisor sends ``take`` it joins the cluster
+as member ``host/index``, inherits the bucket leases its predecessor held, takes
+its share of free ones (:mod:`nfp.engine.leases`) and rebuilds its queue from
+the event table (every open step of its buckets), so whatever was in flight when
+a worker, the whole daemon or another host died is resumed. A lease thread
+renews the leases, takes buckets other members lost and gives back buckets over
+its share; a wake listener scans a bucket at once when another host commits a
+step of it (:mod:`nfp.engine.wake`). Only the steps its predecessor was running
+when it died are charged an attempt (:mod:`nfp.engine.running`). Signal
+handlers only set flags; the main loop acts on them.
 
 Faults: a database that cannot be reached at boot or at ``take`` is waited
 for (with backoff, heartbeat kept), never a boot error; exit code 3 means a
@@ -18,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import queue
 import signal
 import threading
 import time
@@ -28,7 +33,9 @@ from nfp import backoff, faults
 from sqlalchemy import text
 
 from nfp import config as nfp_config
-from nfp.engine import intake_priority, running, store
+from nfp.db import budget
+from nfp.db.engine import make_engine, make_sessionmaker
+from nfp.engine import intake_priority, leases, running, store, wake
 from nfp.engine.app import Application
 from nfp.engine.executor import Executor, Result
 from nfp.engine.scheduler import KeyScheduler
@@ -50,6 +57,9 @@ DB_WAIT_MAX = 10.0
 
 #: longest wait for a row lock while taking a shard (PostgreSQL), in ms
 TAKE_LOCK_TIMEOUT_MS = 5000
+
+#: seconds between lease ticks while buckets move between members
+SETTLE = 0.5
 
 #: seconds between full rescans of the shard (a safety net for lost hand-offs)
 RESCAN_INTERVAL = 5.0
@@ -86,6 +96,8 @@ class Worker:
     def __init__(self, args: WorkerArgs):
         self.args = args
         self.stopping = False
+        self.drained = False
+        self._closed = threading.Event()
         self._out_lock = threading.Lock()
         self.ppid = os.getppid()
 
@@ -108,13 +120,24 @@ class Worker:
                                       default_deadline=conf.orchestrator.step_deadline,
                                       gate=intake_priority.worker_gate(self.args.intake_busy))
         self.owns_shard = False
+        # the leases get a pool of their own: renewals must not queue behind handlers
+        self._lease_engine = make_engine(conf.database_url, pool_size=budget.WORKER_EXTRA)
+        self.leases = leases.LeaseKeeper(make_sessionmaker(self._lease_engine), conf.rpc.host,
+                                         self.args.index, conf.orchestrator.lease_ttl,
+                                         local_members=self.args.shards)
+        self.executor.lease = self.leases
+        self.scheduler.admit = lambda ref: self.leases.runs(ref.key_hash)
+        self._lease_thread: Optional[threading.Thread] = None
+        self._wakes: "queue.SimpleQueue[set[int]]" = queue.SimpleQueue()
+        self._wake_listener: Optional[wake.WakeListener] = None
         self._take_failures = 0
         self._take_at: Optional[float] = None  # a pending ``take``: try at this time
 
     def take_shard(self) -> None:
-        """The supervisor's go-ahead (its previous owner has exited): charge an
-        attempt to the steps the previous owner was running when it died, then
-        rebuild the shard's queue from the event table and run its steps."""
+        """The supervisor's go-ahead (its previous incarnation has exited): charge an
+        attempt to the steps that incarnation was running when it died, join the
+        cluster (inheriting its leases), take a share of free buckets, then rebuild
+        the queue of those buckets from the event table and run their steps."""
         path = running.path_for(self.args.conf.state_path, self.args.index)
         interrupted = running.read(path)
         with self.sessionmaker.begin() as session:
@@ -125,14 +148,69 @@ class Worker:
                 session.execute(text(f"SET LOCAL lock_timeout = '{TAKE_LOCK_TIMEOUT_MS}ms'"))
             for chunk in range(0, len(interrupted), 500):
                 store.claim(session, interrupted[chunk:chunk + 500])
-            refs = store.open_refs(session, self.args.index, self.args.shards)
         # charged and committed: from here this incarnation's own steps are recorded
+        # (at once: a successor of an incarnation killed while joining must not
+        # charge the same steps again)
         self.scheduler.running_steps = running.RunningSteps(path, self.slots)
-        self.scheduler.offer(refs)
+        inherited = self.leases.join()
+        self.leases.tick()
+        refs = self._scan(self.leases.buckets())
         self.owns_shard = True
-        LOG.info("worker %d/%d took its shard with %d open steps from the database "
-                 "(%d were interrupted by the previous owner and charged an attempt)",
-                 self.args.index, self.args.shards, len(refs), len(interrupted))
+        self._report_buckets()
+        self._lease_thread = threading.Thread(target=self._keep_leases, name="leases", daemon=True)
+        self._lease_thread.start()
+        if wake.supported(self._lease_engine):
+            self._wake_listener = wake.WakeListener(self._lease_engine, self._wakes.put)
+        LOG.info("worker %d (member %s) holds %d buckets (%d inherited) with %d open steps "
+                 "(%d were interrupted by the previous incarnation and charged an attempt)",
+                 self.args.index, self.leases.member, len(self.leases.held), len(inherited),
+                 len(refs), len(interrupted))
+
+    def _scan(self, buckets) -> list:
+        """Offer every open step of ``buckets``; return them."""
+        buckets = [b for b in buckets if b in self.leases.held]
+        if not buckets:
+            return []
+        with self.sessionmaker() as session:
+            refs = store.open_refs(session, buckets)
+        self.scheduler.offer(refs)
+        return refs
+
+    def _keep_leases(self) -> None:
+        """Lease thread: renew every ``ttl/3`` s (every SETTLE s while buckets move
+        between members), act on gained and lost buckets, and scan buckets another
+        host woke us for."""
+        ttl_period = self.args.conf.orchestrator.lease_ttl / 3
+        next_tick = time.monotonic() + (SETTLE if self.leases.settling else ttl_period)
+        while not self._closed.is_set():
+            try:
+                woken = self._wakes.get(timeout=max(0.0, next_tick - time.monotonic()))
+            except queue.Empty:
+                woken = None
+            try:
+                if woken is not None:
+                    while not self._wakes.empty():
+                        woken |= self._wakes.get_nowait()
+                    self._scan(woken)
+                    continue
+                # while draining: renew (running steps must keep their buckets) but take none
+                gained, lost = self.leases.tick(
+                    (leases.bucket_of(h) for h in self.scheduler.busy_hashes()),
+                    take=not self.stopping)
+                next_tick = time.monotonic() + (SETTLE if self.leases.settling else ttl_period)
+                if lost or gained or self.leases.releasing:
+                    held = set(self.leases.held)
+                    self.scheduler.forget(lambda ref: leases.bucket_of(ref.key_hash) not in held
+                                          or not self.leases.runs(ref.key_hash))
+                    self._scan(gained)
+                    self._report_buckets()
+            except Exception as exc:  # the database is away: leases expire, fencing holds
+                LOG.warning("worker %d: lease renewal failed (%s); retrying", self.args.index,
+                            describe(exc))
+
+    def _report_buckets(self) -> None:
+        """Tell the supervisor which buckets to route to this worker."""
+        self._send(("buckets", self.args.index, self.leases.buckets()))
 
     @property
     def slots(self) -> int:
@@ -188,7 +266,7 @@ class Worker:
                           "(hung device calls); draining the others and exiting so a fresh "
                           "worker takes over", self.args.index, stuck)
                 self.stopping, code = True, EXIT_RECYCLE
-        drained = self.scheduler.drain(self.args.conf.orchestrator.drain_timeout)
+        drained = self.drained = self.scheduler.drain(self.args.conf.orchestrator.drain_timeout)
         LOG.info("worker %d stopped (%s); unfinished steps stay in the database",
                  self.args.index, "drained" if drained else "drain timed out")
         return code
@@ -198,11 +276,20 @@ class Worker:
         """Stuck threads that make this worker recycle itself: half its pool."""
         return max(1, self.args.conf.orchestrator.threads_per_worker // 2)
 
-    def close(self) -> None:
-        """Stop the thread pool, then the services (drivers' pools and sessions, then
-        the database engine). Runs on every exit path, including a lost listener."""
+    def close(self, drained: bool = False) -> None:
+        """Give the leases back (after a full drain only: a step still running must
+        not run elsewhere too), stop the thread pool, then the services (drivers'
+        pools and sessions, then the database engine). Runs on every exit path,
+        including a lost listener."""
+        self.stopping = True
+        self._closed.set()
+        if self._wake_listener is not None:
+            self._wake_listener.close()
+        if drained and self.owns_shard:
+            self.leases.leave()
         self.scheduler.close()
         self.services.stop()
+        self._lease_engine.dispose()
 
     def _handle(self, msg) -> None:
         kind = msg[0]
@@ -217,15 +304,13 @@ class Worker:
         if not self.owns_shard:  # a standby must not touch the shard its predecessor runs
             return
         try:
-            with self.sessionmaker() as session:
-                refs = store.open_refs(session, self.args.index, self.args.shards)
-            self.scheduler.offer(refs)
+            self._scan(self.leases.buckets())
         except Exception as exc:
             LOG.warning("worker %d: rescan failed (%s); retrying in %.0f s",
                         self.args.index, exc.__class__.__name__, RESCAN_INTERVAL)
 
     def _publish(self, result: Result) -> None:
-        for event_type, payload in result.notify:
+        for event_type, payload in result.wakes:  # notifications wait in the outbox
             self._send(("notify", event_type, payload))
 
     def _send(self, msg) -> None:
@@ -262,7 +347,7 @@ def main(args: WorkerArgs) -> None:
     try:
         code = worker.run()
     finally:
-        worker.close()
+        worker.close(drained=worker.drained)
     os._exit(code)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 
 from nfp.heat.template import Context, View, element_name
+from nfp.payload_secrets import is_reference, referenced_name
 
 SERVICE = "OS::Neutron::VPNService"
 CONNECTION = "OS::Neutron::IPsecSiteConnection"
@@ -22,7 +23,6 @@ IKE = "OS::Neutron::IKEPolicy"
 IPSEC = "OS::Neutron::IPsecPolicy"
 TYPES = (SERVICE, CONNECTION, IKE, IPSEC)
 
-SECRET_PREFIX = "secret:"
 _COMMON = {"name", "description", "admin_state_up", "tenant_id"}
 _POLICY = {"name", "description", "tenant_id", "auth_algorithm", "encryption_algorithm", "pfs",
            "lifetime"}
@@ -82,8 +82,8 @@ def _connection(ctx: Context, conn: View, taken: set[str]) -> dict:
 
 def _psk_ref(conn: View) -> str:
     psk = conn.get("psk", required=True)
-    if isinstance(psk, str) and psk.startswith(SECRET_PREFIX) and psk[len(SECRET_PREFIX):].strip():
-        return psk[len(SECRET_PREFIX):].strip()
+    if is_reference(psk) and referenced_name(psk):
+        return referenced_name(psk)
     raise conn.error("psk", "a literal pre-shared key is refused (it would be stored and "
                             "shown in clear); store it with `nfp secret set <name>` and "
                             "write psk: \"secret:<name>\"")

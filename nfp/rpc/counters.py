@@ -17,6 +17,9 @@ NAMES = {
     "heartbeats": "call-monitor heartbeats published",
     "notifications": "notifications published",
     "publish_failures": "replies or notifications that could not be published",
+    "nacked": "replies or notifications the broker refused (basic.nack under publisher confirms)",
+    "outbox_published": "outbox notifications the broker confirmed (then deleted from the table)",
+    "outbox_held": "outbox notifications held back after a failed publish (retried later)",
     "reconnects": "consumer reconnections",
     "data_refused": "mutations the database refused for a data reason, dropped once",
 }

@@ -11,7 +11,9 @@ Threads, each with one job (the dramatiq / oslo pattern):
 - the **intake** (:mod:`nfp.rpc.intake`) group-commits mutations;
 - the **read pool** (:mod:`nfp.rpc.reads`) answers queries;
 - the **publisher** (:mod:`nfp.rpc.publisher`) owns a second connection and
-  sends replies, call-monitor heartbeats and notifications.
+  sends replies and call-monitor heartbeats;
+- the **outbox relay** (:mod:`nfp.rpc.relay`), given a database, owns a third
+  and publishes the notifications committed in the outbox table.
 
 A mutation is acked only after ``dispatcher.handle_mutations`` has committed
 it; reads and refused messages are acked once answered.
@@ -21,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import queue
 import socket
 import threading
 import time
@@ -32,15 +33,16 @@ from kombu.mixins import ConsumerMixin
 from nfp import backoff
 from nfp.config import NfpConfig
 from nfp.rpc import admission, codec, inflate, refusals, topology
-from nfp.rpc.acks import ACK, REJECT, AckTracker
+from nfp.rpc.acks import ACK, REJECT, Settlements
 from nfp.rpc.counters import Counters
 from nfp.rpc.dedupe import SeenIds
 from nfp.rpc.delivery import Delivery
-from nfp.rpc.errors import DataRefused, MessageTooLarge, PoisonMessage, describe, safe
+from nfp.rpc.errors import DataRefused, PoisonMessage, describe, safe
 from nfp.rpc.intake import DEFAULT_MAX_ATTEMPTS, Intake
 from nfp.rpc.publisher import Publisher
 from nfp.rpc.ratelimit import RateLimitedLog
 from nfp.rpc.reads import ReadPool
+from nfp.rpc.relay import Relay
 from nfp.rpc.transport import AMQP_HEARTBEAT, connection_for, is_virtual
 from nfp.rpc.types import Dispatcher, Reply
 
@@ -67,26 +69,28 @@ class RpcListener(ConsumerMixin):
         topics(list[str]): defaults to ``rpc.topic`` and ``rpc.notification_topic``.
         url(str): transport URL; defaults to ``conf.transport_url``.
         max_attempts(int): failures of one mutation committed alone before it is dropped.
+        sessionmaker: the database of the notification outbox (:mod:`nfp.outbox`);
+            without one, notifications are published directly and a broker
+            outage loses them.
     """
 
     def __init__(self, conf: NfpConfig, dispatcher: Dispatcher, topics: Optional[list[str]] = None,
-                 *, url: Optional[str] = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS):
+                 *, url: Optional[str] = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                 sessionmaker=None):
         self.conf = conf
         self.dispatcher = dispatcher
         self.topics = list(topics or [conf.rpc.topic, conf.rpc.notification_topic])
         self.url = url or conf.transport_url
         self.counters = Counters()
         self.publisher = Publisher(self.url, conf, self.counters)
+        self.relay = Relay(sessionmaker, self.url, conf, self.counters) if sessionmaker else None
         self.intake = Intake(dispatcher, self._settle, self._drop, conf.transport.prefetch,
                              max_attempts, self.counters)
         self.reads = ReadPool(dispatcher, self._settle, conf.rpc.read_threads, self.counters)
-        self._settlements: queue.SimpleQueue = queue.SimpleQueue()
-        self._acks = AckTracker(multiple=False)  # replaced per connection
+        self._settlements = Settlements(self.counters)
         self._handoff: list[Delivery] = []  # consumer thread only
         self._handed_off_at = 0.0
         self._seen = SeenIds()
-        self._generation = 0
-        self._in_flight = 0  # consumer thread only
         self._ready = threading.Event()
         self._stop_consuming = threading.Event()
         self._abandon = threading.Event()
@@ -104,6 +108,8 @@ class RpcListener(ConsumerMixin):
         and consumed. Returns whether that happened (if not, the listener keeps
         trying to connect in the background)."""
         self.publisher.start()
+        if self.relay is not None:
+            self.relay.start()
         self.intake.start()
         self.reads.start()
         self._thread = threading.Thread(target=self._run, name="nfp-rpc-consumer", daemon=True)
@@ -122,7 +128,8 @@ class RpcListener(ConsumerMixin):
         2. commit and answer what was already delivered (intake, reads);
         3. apply the last acks, close the consuming connection (anything not
            acked by then returns to the queue), and remove the private fanout queue;
-        4. publish the remaining replies and close the publishing connection.
+        4. publish the remaining replies and close the publishing connections
+           (notifications not yet published stay in the outbox).
         """
         deadline = time.monotonic() + timeout
         self._stop_consuming.set()
@@ -143,6 +150,8 @@ class RpcListener(ConsumerMixin):
                 self._abandon.set()
                 self._thread.join(2.0)
         self.publisher.stop(max(_left(deadline), 1.0))
+        if self.relay is not None:
+            self.relay.stop(max(_left(deadline), 1.0))
 
     def join(self, timeout: Optional[float] = None) -> None:
         """Block until the consumer thread has finished (after :meth:`stop`)."""
@@ -151,8 +160,13 @@ class RpcListener(ConsumerMixin):
 
     def publish_notification(self, event_type: str, payload: Any, priority: str = "INFO",
                              context: Optional[Mapping[str, Any]] = None) -> None:
-        """Publish an oslo notification (thread-safe; see :class:`Publisher`)."""
-        self.publisher.publish_notification(event_type, payload, priority, context)
+        """Publish an oslo notification; thread-safe. With an outbox, through it
+        (:meth:`Relay.notify`), unless it carries a caller ``context`` (tokens are
+        never stored)."""
+        if self.relay is None or context is not None:
+            self.publisher.publish_notification(event_type, payload, priority, context)
+        else:
+            self.relay.notify(event_type, payload, priority)
 
     # -- consumer thread: connection management (kombu's ConsumerMixin) -------------
     # kombu reconnects: ``ConsumerMixin.run`` restarts ``consume`` after a
@@ -194,7 +208,7 @@ class RpcListener(ConsumerMixin):
         """A connected consuming connection; kombu retries until the broker answers
         (or :meth:`stop` is called), pausing ``RECONNECT_START`` growing to ``RECONNECT_MAX``."""
         self._ready.clear()
-        if self._generation:
+        if self._settlements.generation:
             LOG.warning("RPC consumer lost its broker connection; its unacked requests return "
                         "to the queue and are redelivered; reconnecting.")
         with connection_for(self.url, self.conf, heartbeat=AMQP_HEARTBEAT) as conn:
@@ -215,14 +229,13 @@ class RpcListener(ConsumerMixin):
 
     def on_connection_revived(self) -> None:
         conn = self.consumer_connection
-        if self._generation:
+        if self._settlements.generation:
             self.counters.add("reconnects")
         self._recoverable = conn.connection_errors + conn.channel_errors
         # a new generation before the first basic.consume: deliveries already
         # arrive while later consumers wait for their consume-ok; acks of the
         # lost connection's deliveries are skipped (the broker redelivers those)
-        self._generation += 1
-        self._acks = AckTracker(multiple=not is_virtual(conn))
+        self._settlements.new_connection(multiple=not is_virtual(conn))
         if self._served is None:  # the same names on every reconnect, as oslo does
             self._served = [topology.server_queues(self.conf, topic, stable_fanout=is_virtual(conn))
                             for topic in self.topics]
@@ -255,7 +268,7 @@ class RpcListener(ConsumerMixin):
     def _consume(self, conn) -> None:
         next_check = time.monotonic() + HEARTBEAT_CHECK_EVERY
         while not self.should_stop:
-            self._apply_settlements()
+            self._settlements.apply()
             try:
                 conn.drain_events(timeout=HANDOFF_LINGER if self._handoff else DRAIN_TIMEOUT)
             except socket.timeout:
@@ -278,9 +291,9 @@ class RpcListener(ConsumerMixin):
         """A stop (not a lost connection): the consumers are cancelled; settle
         what is in flight, then remove the private fanout queues."""
         self._delivering_stopped.set()
-        while self._in_flight > 0 and not self._abandon.is_set():
-            self._apply_settlements(wait=0.05)
-        self._apply_settlements()
+        while self._settlements.in_flight > 0 and not self._abandon.is_set():
+            self._settlements.apply(wait=0.05)
+        self._settlements.apply()
         for group in self._served:
             try:
                 fanout = group.fanout(conn.default_channel)
@@ -315,20 +328,9 @@ class RpcListener(ConsumerMixin):
 
     def _accept(self, topic: str, message) -> None:
         self.counters.add("received")
-        # kombu's Message has already inflated a compressed body
-        body = message.body
-        headers = {k: v for k, v in (message.headers or {}).items() if k != "compression"}
-        limit = self.conf.rpc.max_message_bytes
-        if len(body) > limit:
-            exc = MessageTooLarge(len(body), limit)
-            self._refuse(message, codec.serialize_failure(exc, with_traceback=False),
-                         codec.reply_address(body, headers), f"request on {topic}: {exc}")
-            return
-        try:
-            request = codec.decode_request(body, headers, topic)
-        except codec.CodecError as exc:
-            self._refuse(message, codec.serialize_failure(exc, with_traceback=False),
-                         codec.reply_address(body, headers), f"malformed request on {topic}: {exc}")
+        request, refused = refusals.decode(topic, message, self.conf.rpc.max_message_bytes)
+        if refused is not None:
+            self._refuse(message, *refused)
             return
         if self._seen.check_and_add(request.unique_id):
             self.counters.add("duplicates")
@@ -341,13 +343,12 @@ class RpcListener(ConsumerMixin):
             self._refuse(message, codec.failure_json(cls, module, text), address,
                          f"{request.method} on {topic}: {text}")
             return
-        self._route(Delivery(request, message, self._generation))
+        self._route(Delivery(request, message, self._settlements.generation))
 
     def _route(self, delivery: Delivery) -> None:
         request = delivery.request
         self.publisher.track(request)
-        self._acks.add(delivery.message)
-        self._in_flight += 1
+        self._settlements.track(delivery.message)
         try:
             is_read = self.dispatcher.is_read(request.topic, request.method)
         except Exception:  # a broken classifier must not lose the message: commit it
@@ -381,7 +382,7 @@ class RpcListener(ConsumerMixin):
         if outcome.error is not None and not request.is_call:
             LOG.error("Cast %s (unique_id %s) failed: %s.", safe(request.method),
                       safe(request.unique_id), describe(outcome.error))
-        self._settlements.put((ACK, delivery))
+        self._settlements.put(ACK, delivery)
 
     def _drop(self, delivery: Delivery, exc: BaseException) -> None:
         request = delivery.request
@@ -390,29 +391,7 @@ class RpcListener(ConsumerMixin):
         LOG.error("Dropped %s (msg_id %s, unique_id %s): %s", safe(request.method),
                   safe(request.msg_id), safe(request.unique_id), safe(str(poison), 400))
         self.publisher.reply(request, Reply(error=poison))
-        self._settlements.put((REJECT, delivery))
-
-    def _apply_settlements(self, wait: Optional[float] = None) -> None:
-        settlements = []
-        if wait and self._settlements.empty():
-            try:
-                settlements.append(self._settlements.get(timeout=wait))
-            except queue.Empty:
-                return
-        while not self._settlements.empty():  # this thread is the only reader
-            settlements.append(self._settlements.get_nowait())
-        if not settlements:
-            return
-        for action, delivery in settlements:
-            self._in_flight -= 1
-            # a delivery of an earlier connection: the broker redelivers it and dedupe skips it
-            if delivery.generation == self._generation:
-                self._acks.mark(delivery.message, action)
-        acked, rejected = self._acks.flush()
-        if acked:
-            self.counters.add("acked", acked)
-        if rejected:
-            self.counters.add("rejected", rejected)
+        self._settlements.put(REJECT, delivery)
 
 
 class _Stopping(Exception):

@@ -6,9 +6,27 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from nfp.rpc import codec, inflate
-from nfp.rpc.errors import describe, safe
+from nfp.rpc.errors import MessageTooLarge, describe, safe
+from nfp.rpc.types import IncomingRequest
 
 Refusal = tuple[str, Optional[tuple[str, str]], str]
+
+
+def decode(topic: str, message: Any, limit: int) -> tuple[Optional[IncomingRequest], Optional[Refusal]]:
+    """The request in a delivery, or why it is refused: a body over ``limit``
+    bytes or one that is not an oslo request."""
+    # kombu's Message has already inflated a compressed body (capped: nfp.rpc.inflate)
+    body = message.body
+    headers = {k: v for k, v in (message.headers or {}).items() if k != "compression"}
+    if len(body) > limit:
+        exc: Exception = MessageTooLarge(len(body), limit)
+        return None, (codec.serialize_failure(exc, with_traceback=False),
+                      codec.reply_address(body, headers), f"request on {topic}: {exc}")
+    try:
+        return codec.decode_request(body, headers, topic), None
+    except codec.CodecError as exc:
+        return None, (codec.serialize_failure(exc, with_traceback=False),
+                      codec.reply_address(body, headers), f"malformed request on {topic}: {exc}")
 
 
 def decode_error(topic: str, message: Any, exc: BaseException) -> Refusal:

@@ -13,8 +13,10 @@ import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from nfp.drivers.device.netns import NetnsDeviceDriver, naming
 from nfp.testing.topology import Topology
@@ -152,3 +154,33 @@ def test_drift_on_nftables_is_reported_repaired_and_pruned(env):
     assert [a["result"] for a in audit[:2]] == ["repaired", "drift"]
     again = json.loads(_nfp(harness, "reconcile", nf_id, "--dry-run", "--json"))
     assert again["result"] == "in_sync", again
+
+
+def _boot_id(harness, device_id):
+    from nfp.db.engine import make_engine
+    from nfp.db.models import NetworkFunctionDevice
+    engine = make_engine(harness.conf.database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(NetworkFunctionDevice.boot_id, NetworkFunctionDevice.extra)
+                                .where(NetworkFunctionDevice.id == device_id)).one()
+    finally:
+        engine.dispose()
+
+
+def test_a_restarted_device_is_detected_by_its_boot_marker_and_reconciled(env):
+    from nfp.drivers.device.netns import iproute, sshd
+    harness, provider, consumer = env
+    nf_id = _create(harness, provider, consumer, "rs")
+    device_id = _until("HEALTHY", lambda: (lambda d: d["device_id"] if d and d["health"] == "HEALTHY" else None)(
+        _device(harness)))
+    first, extra = _until("the first boot marker", lambda: (lambda row: row if row[0] else None)(
+        _boot_id(harness, device_id)))
+    # the device's sshd restarts between two probes: no probe need miss it
+    netns, workdir = naming.device_netns(device_id), Path(extra["workdir"])
+    iproute.kill_pids([int((workdir / "sshd.pid").read_text())])
+    sshd.start(netns, workdir)
+    audit = _until("a device_restart reconcile", lambda: [r for r in json.loads(_nfp(
+        harness, "audit", "reconcile", "--nf", nf_id, "--json")) if r["trigger"] == "device_restart"])
+    assert audit[0]["result"] == "in_sync", audit  # the namespace kept its rules
+    assert _boot_id(harness, device_id)[0] != first

@@ -56,3 +56,29 @@ def test_rule_removed_on_the_appliance_is_reported_repaired_and_audited(tmp_path
         assert [a["result"] for a in audit[:2]] == ["repaired", "drift"], audit
         again = json.loads(_nfp(harness, "reconcile", nf["id"], "--dry-run", "--json"))
         assert again["result"] == "in_sync", again
+
+
+def test_rule_added_on_the_appliance_is_flagged_then_pruned(tmp_path):
+    with PfSenseSimulator(api_key="rc-KEY-0b9e4d") as sim, \
+            orchestrator_for(sim, tmp_path, reconcile={"interval": 0}) as (harness, _engine):
+        nf = harness.client.create_network_function(firewall_nf("pfsense", FIREWALL, PORT_FORWARDING))
+        harness.wait_for_status(nf["id"], "ACTIVE", timeout=60)
+        sim.drift({"op": "add", "model": "firewall/rule", "object": {  # an operator's hand edit
+            "type": "pass", "interface": ["lan"], "protocol": "tcp", "source": "any",
+            "destination": "198.18.20.9", "destination_port": "23", "descr": "hand-added telnet: by hand"}})
+        assert _rule_names(sim) == ["dns", "telnet", "web"]
+
+        dry = json.loads(_nfp(harness, "reconcile", nf["id"], "--dry-run", "--json"))
+        assert [e["name"] for e in dry["extra"]] == ["hand-added telnet: by hand"], dry
+        assert dry["missing"] == [] and dry["changed"] == [], dry
+        flagged = json.loads(_nfp(harness, "reconcile", nf["id"], "--json"))  # policy repair flags it
+        assert [(a["action"], a["result"]) for a in flagged["actions"]] == [("flag", "flagged")], flagged
+        assert _rule_names(sim) == ["dns", "telnet", "web"]
+
+        pruned = json.loads(_nfp(harness, "reconcile", nf["id"], "--policy", "repair-and-prune", "--json"))
+        assert pruned["result"] == "repaired", (pruned["actions"], pruned["error"])
+        assert [(a["found"], a["action"], a["result"]) for a in pruned["actions"]] == [
+            ("extra", "delete", "done")], pruned
+        assert _rule_names(sim) == ["dns", "web"]  # gone from the appliance, nfp's own rules kept
+        again = json.loads(_nfp(harness, "reconcile", nf["id"], "--dry-run", "--json"))
+        assert again["result"] == "in_sync", again

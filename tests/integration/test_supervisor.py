@@ -77,7 +77,7 @@ def test_sighup_starts_new_workers_before_retiring_old_ones_and_runs_each_step_o
         assert sorted(h.worker_pids()) == sorted(new for _, new in ready.values())
         assert "died with" not in h.logs()
         # the hand-off happened mid-run: a new worker inherited open steps
-        inherited = [int(m[1]) for _, m in _lines(h, r"took its shard with (\d+) open steps")][2:]
+        inherited = [int(m[1]) for _, m in _lines(h, r"inherited\) with (\d+) open steps")][2:]
         assert any(inherited)
 
 

@@ -248,7 +248,7 @@ def test_listener_recovers_from_lost_connections(client, listener):
     _until(lambda: listener.counters["reconnects"] == reconnects + 1 and listener.ready,
            "the consumer to reconnect")
     assert client.call({}, "echo", x="after consumer reconnect") == "after consumer reconnect"
-    _cut(listener.publisher._conn)  # replies go out on a second connection
+    _cut(listener.publisher._producer._conn)  # replies go out on a second connection
     assert client.call({}, "echo", x="after publisher reconnect") == "after publisher reconnect"
 
 

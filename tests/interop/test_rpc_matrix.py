@@ -36,6 +36,8 @@ FW_CONFIG = {"config": [{"resource": "firewall", "resource_data": {"rules": [
     {"name": "web", "protocol": "tcp", "destination_port": 80}]}}]}
 LONG_ID = "f" * 37  # one more than the 36 of a UUID
 SQL_WORDS = ("INSERT", "UPDATE ", "[SQL", "parameters", "Traceback", "psycopg2")
+#: what upstream's node driver sends: an admin context (nfp.api.tenancy)
+ADMIN_CONTEXT = {"tenant_id": "t", "is_admin": True, "roles": ["admin"], "auth_token": "tok-secret"}
 PG_URL = os.environ.get("NFP_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
 
@@ -79,10 +81,10 @@ class Client:
             transport, oslo_messaging.Target(topic=conf.rpc.notification_topic), timeout=WAIT)
 
     def call(self, method: str, **kwargs):
-        return self.rpc.call({"tenant_id": "t", "auth_token": "tok-secret"}, method, **kwargs)
+        return self.rpc.call(ADMIN_CONTEXT, method, **kwargs)
 
     def cast(self, method: str, **kwargs):
-        self.rpc.cast({"tenant_id": "t", "auth_token": "tok-secret"}, method, **kwargs)
+        self.rpc.cast(ADMIN_CONTEXT, method, **kwargs)
 
     def refused(self, method: str, **kwargs) -> str:
         """Call ``method`` expecting a remote error; return ``Class: message``."""

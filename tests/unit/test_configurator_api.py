@@ -139,5 +139,5 @@ def test_print_openapi_is_the_served_document(h, tmp_path):
     assert set(printed["paths"]) == {f"/v1/nfp/{m}" for m in (
         "create_network_function_device_config", "delete_network_function_device_config",
         "create_network_function_config", "update_network_function_config",
-        "delete_network_function_config", "get_notifications")}
+        "delete_network_function_config", "get_notifications", "ack_notifications")}
     assert all("422" not in op["responses"] for path in printed["paths"].values() for op in path.values())

@@ -70,3 +70,29 @@ def test_0006_adds_degraded_and_heal_columns_and_downgrades(db_url):
             assert conn.execute(text("SELECT id FROM network_functions")).scalar() == "nf1"
     finally:
         engine.dispose()
+
+
+def test_0008_adds_the_boot_marker_and_the_reconciled_dictionaries_and_downgrades(db_url):
+    migrate.upgrade(db_url, "0007_leases")
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO network_function_devices (id, name, description, tenant_id, status, "
+                "status_description, device_type, max_interfaces, reference_count, interfaces_in_use, "
+                "provider_metadata, shared, managed, extra, health, created_at) VALUES ('d1', '', '', '', "
+                "'ACTIVE', '', 'static', 8, 0, 0, '{}', true, true, '{}', 'Unknown', CURRENT_TIMESTAMP)"))
+        migrate.upgrade(db_url, "0008_assurance_state")
+        assert "boot_id" in _device_columns(engine)
+        assert "reconciled_dictionaries" in inspect(engine).get_table_names()
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT boot_id FROM network_function_devices")).scalar() is None
+            conn.execute(text("INSERT INTO reconciled_dictionaries (vendor, version, reconciled_at) "
+                              "VALUES ('vyos', 2, CURRENT_TIMESTAMP)"))
+        migrate.downgrade(db_url, "0007_leases")
+        assert "boot_id" not in _device_columns(engine)
+        assert "reconciled_dictionaries" not in inspect(engine).get_table_names()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id FROM network_function_devices")).scalar() == "d1"
+    finally:
+        engine.dispose()

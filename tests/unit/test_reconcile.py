@@ -126,3 +126,46 @@ def test_policy_plan_is_pure_and_checks_its_name():
     assert policy.plan([diff], "repair", dry_run=True).apply == []
     with pytest.raises(ValueError, match="policy"):
         policy.plan([diff], "fix-it")
+
+
+def _intent_rules(engine, nf_id):
+    from nfp.db.models import NetworkFunction
+    from nfp.resources import parse_service_config
+    with engine.sessionmaker() as s:
+        elements = parse_service_config(s.get(NetworkFunction, nf_id).service_config)
+    return {r["name"]: r for r in elements[0]["resource_data"]["rules"]}
+
+
+def test_adopt_takes_the_device_values_into_the_intent_and_a_dry_run_then_finds_no_drift(env):
+    conf, engine, nf_id = env
+
+    from nfp.resources import parse_resource
+    # a device reads back in nfp's own shape (as the linux driver's nft parser does)
+    dns = parse_resource("firewall", {"rules": [{"name": "dns", "protocol": "udp", "destination_port": 53}]})
+
+    def hand_edit(rules):
+        rules.pop(1)                                   # ssh removed: missing
+        rules[0]["destination_port"] = "8080"          # web changed
+        rules.append(dns.model_dump(mode="json")["rules"][0])  # extra
+    _edit_device(conf, nf_id, hand_edit)
+    adopted = _run(engine, nf_id, policy="adopt")
+    assert adopted["result"] == "adopted", [a["result"] for a in adopted["actions"]]
+    assert {(a["name"], a["found"], a["action"]) for a in adopted["actions"]} == {
+        ("rules/ssh", "missing", "adopt"), ("rules/web", "changed", "adopt"), ("rules/dns", "extra", "adopt")}
+    assert all(a["result"].startswith("adopted") for a in adopted["actions"]), adopted["actions"]
+    intent = _intent_rules(engine, nf_id)
+    assert sorted(intent) == ["dns", "web"] and intent["web"]["destination_port"] == "8080"
+    assert _rule_names(conf, nf_id) == ["web", "dns"]  # the device was not touched
+    dry = _run(engine, nf_id, dry_run=True)
+    assert dry["result"] == "in_sync", dry
+
+
+def test_adopt_refuses_a_device_value_the_schema_rejects_and_keeps_the_intent(env):
+    conf, engine, nf_id = env
+    _edit_device(conf, nf_id, lambda rules: rules.append({"name": "odd", "protocol": "tcp",
+                                                          "destination_port": "not-a-port"}))
+    run = _run(engine, nf_id, policy="adopt")
+    assert run["result"] == "partial", run
+    assert run["actions"][0]["result"].startswith("not adopted: the device's value is no valid firewall item")
+    assert sorted(_intent_rules(engine, nf_id)) == ["ssh", "web"]
+    assert "not-a-port" not in json.dumps(run)  # the audit record holds names and reasons only

@@ -5,7 +5,10 @@ that has been DOWN (UNHEALTHY or UNREACHABLE) for ``heal.after`` seconds gets a
 ``heal`` flow (:data:`nfp.flows.HEAL`), whose steps run on the workers. The same
 device is healed again only after a per-device back-off: ``heal.cooldown``
 doubling per attempt up to ``heal.max_backoff`` (:func:`nfp.backoff.delay`);
-the count resets once the device has been HEALTHY for a cooldown.
+the count resets once the device has been HEALTHY for a cooldown. The count and
+the time of the last heal are the device row's ``heal_attempts`` and
+``healed_at``, read back when the monitor process starts, so a restarted
+monitor keeps each device's back-off instead of healing it again at once.
 
 The fleet circuit breaker: when more than ``heal.breaker_share`` of the watched
 devices (fleets of at least ``heal.breaker_min_devices``) are DOWN at once, the
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
 from nfp.workers.health.state import DOWN, HEALTHY
+from nfp.workers.health.store import epoch
 from sqlalchemy import select, update
 
 from nfp import backoff
@@ -62,6 +66,8 @@ class HealState:
     breaker_open: bool = False
     heals: int = 0
     breaker_trips: int = 0
+    #: devices whose back-off ended (HEALTHY for a cooldown) since the last tick
+    reset: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -89,6 +95,7 @@ def decide(seen: Iterable[Seen], now: float, conf, state: HealState) -> Decision
         memo = state.devices.get(s.device_id)
         if memo and s.status == HEALTHY and now - memo.last_heal >= conf.cooldown:
             del state.devices[s.device_id]
+            state.reset.append(s.device_id)
     gone = set(state.devices) - {s.device_id for s in seen}
     for device_id in gone:
         del state.devices[device_id]
@@ -123,14 +130,34 @@ class Healer:
         self.conf, self.sessionmaker = conf, sessionmaker
         self.on_refs, self.on_notify = on_refs, on_notify
         self.state = HealState()
+        self._restored = sessionmaker is None
+
+    def restore(self) -> None:
+        """Each device's back-off as its row recorded it (see module docstring)."""
+        with self.sessionmaker() as session:
+            rows = session.execute(select(NetworkFunctionDevice.id, NetworkFunctionDevice.heal_attempts,
+                                          NetworkFunctionDevice.healed_at)
+                                   .where(NetworkFunctionDevice.heal_attempts > 0,
+                                          NetworkFunctionDevice.healed_at.is_not(None))).all()
+        for device_id, attempts, healed_at in rows:
+            last = epoch(healed_at)
+            self.state.devices[device_id] = _Device(attempts, last + backoff.delay(
+                attempts, self.conf.heal.cooldown, self.conf.heal.max_backoff), last)
+        if rows:
+            LOG.info("heal back-off of %d device(s) restored from the database", len(rows))
+        self._restored = True
 
     def tick(self, seen: Iterable[Seen], now: float) -> int:
         """Decide and start heals; return how many started."""
         if not self.conf.heal.enabled:
             return 0
+        if not self._restored:
+            self.restore()
         decision = decide(seen, now, self.conf.heal, self.state)
         if decision.breaker_changed:
             self._alarm(decision)
+        if self.state.reset:
+            self._forget(self.state.reset)
         if not decision.heal:
             return 0
         with self.sessionmaker.begin() as session:
@@ -167,6 +194,14 @@ class Healer:
                         seen.status, now - seen.since if seen.since is not None else 0.0, attempt,
                         (memo.next_at - now) if memo else self.conf.heal.cooldown)
         return store.add_many(session, items)
+
+    def _forget(self, device_ids: list[str]) -> None:
+        """Back-off over: a restarted monitor must not restore it."""
+        if self.sessionmaker is not None:
+            with self.sessionmaker.begin() as session:
+                session.execute(update(NetworkFunctionDevice).where(NetworkFunctionDevice.id.in_(device_ids))
+                                .values(heal_attempts=0))
+        self.state.reset = []
 
     def _alarm(self, decision: Decision) -> None:
         payload = {"down": decision.down, "watched": decision.watched,

@@ -11,7 +11,10 @@ confirmed in ``period + (failures_down - 1) * retry_interval + timeout`` at wors
 Deep checks (the config driver's ``healthmonitor``) run at ``deep_period``,
 spread the same way, on a small thread pool; their results are folded in on the
 loop thread, which alone owns the verdicts. A device that does not answer its
-liveness probe gets no deep check (it would only wait out its timeout).
+liveness probe gets no deep check (it would only wait out its timeout). A deep
+check may also read the device's boot marker (the linux driver: boot id and
+sshd start time); a marker other than the one stored means the device
+restarted, even if no probe missed it, and the sink starts a reconcile.
 
 Overload: lateness is never a failure. A probe sent more than ``late_after``
 seconds after it was due is counted late; when more than 5% of a window's probes
@@ -53,6 +56,10 @@ class DeviceSpec:
     deep: Any = None
     status: str = "Unknown"
     reason: str = ""
+    #: wall seconds of the stored verdict's last change (None: unknown)
+    changed_at: Optional[float] = None
+    #: the boot marker stored for the device (None: never read)
+    boot_id: Optional[str] = None
 
 
 class Sink(Protocol):
@@ -61,6 +68,8 @@ class Sink(Protocol):
     def write_changes(self, changes: list[Change], specs: dict[str, DeviceSpec]) -> None: ...
 
     def write_contacts(self, contacts: dict[str, float]) -> None: ...
+
+    def write_boots(self, boots: dict[str, tuple[str, bool]], specs: dict[str, DeviceSpec]) -> None: ...
 
 
 @dataclass
@@ -72,6 +81,7 @@ class _Watched:
     deep_token: int = 0
     deep_due: float = 0.0
     deep_running: bool = False
+    boot_id: Optional[str] = None
 
 
 @dataclass
@@ -114,6 +124,8 @@ class Monitor:
         self._tokens = 0
         self._changes: list[Change] = []
         self._contacts: dict[str, float] = {}
+        #: device id -> (new boot marker, restarted) not yet written
+        self._boots: dict[str, tuple[str, bool]] = {}
         self._deep_done: queue.SimpleQueue = queue.SimpleQueue()
         self._pool = ThreadPoolExecutor(conf.deep_threads, thread_name_prefix="nfp-deep-check") \
             if self.deep_check else None
@@ -140,8 +152,8 @@ class Monitor:
                     self._schedule(current, now + _spread(device_id, spec.period))
                 continue
             health = DeviceHealth(device_id, spec.status if spec.status in STATUSES else "Unknown",
-                                  spec.reason)
-            watched = self.watched[device_id] = _Watched(spec, health)
+                                  spec.reason, spec.changed_at)
+            watched = self.watched[device_id] = _Watched(spec, health, boot_id=spec.boot_id)
             self._schedule(watched, now + _spread(device_id, spec.period))
             if self.deep_check and spec.deep is not None:
                 self._tokens += 1
@@ -164,8 +176,7 @@ class Monitor:
             wait = min(wait, max(0.0, self._heap[0][0] - time.monotonic()))
         self.prober.poll(wait)
         while not self._deep_done.empty():
-            device_id, ok, reason = self._deep_done.get()
-            self._fold_deep(device_id, ok, reason)
+            self._fold_deep(*self._deep_done.get())
         now = time.monotonic()
         self._check_window(now)
         if now >= self._next_flush:
@@ -237,17 +248,27 @@ class Monitor:
         self._pool.submit(self._run_deep, watched.spec)
 
     def _run_deep(self, spec: DeviceSpec) -> None:
+        """``deep_check`` answers ``(ok, reason)`` or ``(ok, reason, boot marker)``."""
+        boot_id = None
         try:
-            ok, reason = self.deep_check(spec)
+            ok, reason, *rest = self.deep_check(spec)
+            boot_id = rest[0] if rest else None
         except Exception as exc:  # a driver bug is this device's failed check, not the monitor's end
             ok, reason = False, f"deep check raised {exc.__class__.__name__}"
-        self._deep_done.put((spec.device_id, ok, reason))
+        self._deep_done.put((spec.device_id, ok, reason, boot_id))
 
-    def _fold_deep(self, device_id: str, ok: bool, reason: str) -> None:
+    def _fold_deep(self, device_id: str, ok: bool, reason: str, boot_id: Optional[str]) -> None:
         watched = self.watched.get(device_id)
         if watched is None:
             return
         watched.deep_running = False
+        if ok and boot_id and boot_id != watched.boot_id:
+            restarted = watched.boot_id is not None
+            if restarted:
+                LOG.warning("device %s (NF %s) restarted (its boot marker changed); its NFs are reconciled",
+                            device_id, ", ".join(watched.spec.nf_ids) or "none")
+            watched.boot_id = boot_id
+            self._boots[device_id] = (boot_id, restarted or self._boots.get(device_id, ("", False))[1])
         self._record(watched.health.observe(Observation(ok, reason, reachable=True, deep=True), self.wall(),
                                             self.conf.failures_down, self.conf.successes_up), watched)
 
@@ -283,6 +304,14 @@ class Monitor:
     # -- output --------------------------------------------------------------------------
     def flush(self) -> None:
         """Hand the changes so far to the sink in one batch; on failure keep them for the next."""
+        if self._boots:
+            boots, self._boots = self._boots, {}
+            try:
+                self.sink.write_boots(boots, {d: self.watched[d].spec for d in boots if d in self.watched})
+            except Exception as exc:
+                LOG.error("writing the boot marker of %d device(s) failed (%s); written with the next "
+                          "batch", len(boots), exc.__class__.__name__)
+                self._boots = {**boots, **self._boots}
         if not self._changes:
             return
         changes, self._changes = self._changes, []

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 import time
+from typing import Optional
 
 from nfp.drivers.config.base import DeviceTarget
-from nfp.engine.companion import EXIT_BOOT_ERROR, Companion, CompanionArgs
+from nfp.engine.companion import Companion, CompanionArgs, Outbox, handle_signals, serve
 
 LOG = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ class HealthProcess:
         self.args = args
         self.conf = args.conf
         self.stopping = False
-        self._out_lock = threading.Lock()
+        self._send = Outbox(args.outbox).send
 
     def boot(self) -> None:
         from nfp.workers.health.heal import Healer
@@ -50,11 +49,16 @@ class HealthProcess:
         from nfp.workers.reconcile.schedule import ReconcileScheduler
         # the services own this process's database engine and the configurator's drivers
         self.services = Services(self.conf)
-        self.services.start()
+        try:
+            self.services.start()
+        except Exception:  # boot() is retried: leave nothing open behind
+            self.services.stop()
+            raise
         sessionmaker = self.services.sessionmaker
         self.sink = HealthSink(sessionmaker, on_change=lambda t, p: self._send(("notify", t, p)),
                                on_refs=lambda refs: self._send(("dispatch", refs)),
-                               reconcile_on_up=self.conf.reconcile.on_device_up)
+                               reconcile_on_up=self.conf.reconcile.on_device_up,
+                               reconcile_on_restart=self.conf.reconcile.on_device_restart)
         self.monitor = Monitor(self.conf.health, self.sink, deep_check=self._deep_check)
         self.healer = Healer(self.conf, sessionmaker, on_refs=lambda refs: self._send(("dispatch", refs)),
                              on_notify=lambda t, p: self._send(("notify", t, p)))
@@ -63,9 +67,7 @@ class HealthProcess:
                                              on_refs=lambda refs: self._send(("dispatch", refs)))
 
     def run(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_term)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        handle_signals(self._on_term)
         ppid = os.getppid()
         next_refresh = next_stats = next_heal = 0.0
         while not self.stopping:
@@ -125,8 +127,9 @@ class HealthProcess:
             LOG.warning("starting heals failed (%s); the next decision is in %.0f s",
                         exc.__class__.__name__, HEAL_INTERVAL)
 
-    def _deep_check(self, spec) -> tuple[bool, str]:
-        """The config driver's own ``healthmonitor`` through the configurator."""
+    def _deep_check(self, spec) -> tuple[bool, str, Optional[str]]:
+        """The config driver's own ``healthmonitor`` through the configurator, and the
+        boot marker it read, if its driver reads one."""
         deep = spec.deep
         where = DeviceTarget(id=spec.device_id, mgmt_ip_address=deep["address"],
                              service_vendor=deep["vendor"], credentials_ref=deep["credentials_ref"],
@@ -134,33 +137,13 @@ class HealthProcess:
         element = {"resource": "healthmonitor", "resource_data": {
             "vmid": spec.device_id, "mgmt_ip": deep["address"], "periodicity": "forever"}}
         outcome = self.services.configurator.configure("create", "generic", [element], where, deep["nf_id"])
-        return outcome.ok, "" if outcome.ok else f"deep check: {outcome.error}"
+        boot_id = next((r.data["boot_id"] for r in outcome.results if r.data.get("boot_id")), None)
+        return outcome.ok, "" if outcome.ok else f"deep check: {outcome.error}", boot_id
 
-    def _send(self, msg) -> None:
-        with self._out_lock:
-            try:
-                self.args.outbox.send(msg)
-            except (BrokenPipeError, OSError):
-                pass
-
-    def _on_term(self, signum, frame) -> None:
+    def _on_term(self) -> None:
         self.stopping = True
 
 
 def main(args: CompanionArgs) -> None:
     """Process entry point (multiprocessing target)."""
-    from nfp import logs
-    from nfp.engine.worker import _die_with_parent
-    _die_with_parent()
-    logs.setup(args.conf, "health")
-    process = HealthProcess(args)
-    try:
-        process.boot()
-    except Exception:
-        LOG.exception("health monitor failed to boot; the daemon will halt")
-        os._exit(EXIT_BOOT_ERROR)
-    try:
-        process.run()
-    finally:
-        process.close()
-    os._exit(0)
+    serve("health", args.conf, HealthProcess(args), args.heartbeat)

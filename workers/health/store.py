@@ -5,7 +5,8 @@ Writes: only changes, in batches. All the verdict changes of one flush go in
 one transaction (one executemany UPDATE), together with the reconcile steps a
 device coming back UP starts for its NFs; ``last_contact`` of devices that did
 not change is written in bulk every ``health.contact_write_interval``. 20,000
-devices are never 20,000 transactions a period.
+devices are never 20,000 transactions a period. New boot markers are written the
+same way, with a ``device_restart`` reconcile of the NFs of a device that restarted.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Callable, Optional
 
 from sqlalchemy import bindparam, select, update
 
+from nfp.engine import leases
 from nfp.db.models import NetworkFunction, NetworkFunctionDevice, NetworkFunctionInstance
 from nfp.flows import DeviceStatus, NFStatus, OP_STATUS
 from nfp.secrets import redact
@@ -34,6 +36,11 @@ WATCHED_NF_STATUSES = frozenset({NFStatus.ACTIVE.value, NFStatus.PENDING_DELETE.
 PORT_KEYS = ("health_port", "ssh_port", "port")
 
 
+def epoch(value: Optional[dt.datetime]) -> Optional[float]:
+    """A naive UTC timestamp from the database as wall seconds."""
+    return value.replace(tzinfo=dt.timezone.utc).timestamp() if value is not None else None
+
+
 def _utc(seconds: Optional[float]) -> Optional[dt.datetime]:
     if seconds is None:
         return None
@@ -51,10 +58,11 @@ def probe_target(device_id: str, address: str, extra: dict, mode: str) -> Target
 
 
 def load_specs(sessionmaker, conf) -> list[DeviceSpec]:
-    """Every ACTIVE device of a running NF, with its NFs and how to probe it."""
+    """Every ACTIVE device of a running NF, with its NFs and how to probe it (on
+    several hosts: those of this host's lease buckets)."""
     stmt = (select(NFD.c.id, NFD.c.mgmt_ip_address, NFD.c.extra, NFD.c.service_vendor,
-                   NFD.c.credentials_ref, NFD.c.health, NFD.c.health_reason,
-                   NetworkFunction.id, NetworkFunction.service_vendor)
+                   NFD.c.credentials_ref, NFD.c.health, NFD.c.health_reason, NFD.c.health_changed_at,
+                   NFD.c.boot_id, NetworkFunction.id, NetworkFunction.service_vendor)
             .join(NetworkFunctionInstance, NetworkFunctionInstance.network_function_device_id == NFD.c.id)
             .join(NetworkFunction, NetworkFunction.id == NetworkFunctionInstance.network_function_id)
             .where(NFD.c.status == DeviceStatus.ACTIVE.value,
@@ -62,9 +70,11 @@ def load_specs(sessionmaker, conf) -> list[DeviceSpec]:
     specs: dict[str, DeviceSpec] = {}
     with sessionmaker() as session:
         rows = session.execute(stmt).all()
+        # several hosts: each probes the devices of its own lease buckets
+        mine = leases.host_buckets(session, conf.rpc.host)
     health = conf.health
-    for device_id, address, extra, vendor, cref, status, reason, nf_id, nf_vendor in rows:
-        if not address:
+    for device_id, address, extra, vendor, cref, status, reason, changed, boot_id, nf_id, nf_vendor in rows:
+        if not address or not leases.owned_by(mine, device_id):
             continue
         spec = specs.get(device_id)
         if spec is None:
@@ -74,7 +84,7 @@ def load_specs(sessionmaker, conf) -> list[DeviceSpec]:
                 float(extra.get("health_period") or health.liveness_period), (),
                 deep={"address": address, "vendor": nf_vendor or vendor or "", "credentials_ref": cref,
                       "extra": extra, "nf_id": nf_id},
-                status=status or "Unknown", reason=reason or "")
+                status=status or "Unknown", reason=reason or "", changed_at=epoch(changed), boot_id=boot_id)
         spec.nf_ids = (*spec.nf_ids, nf_id)
     return list(specs.values())
 
@@ -88,14 +98,17 @@ class HealthSink:
             the ``nfp.device.health.up``/``.down`` notifications.
         on_refs(callable): ``(refs)`` reconcile steps to hand to the workers.
         reconcile_on_up(bool): start a reconcile of a device's NFs when it comes back UP.
+        reconcile_on_restart(bool): ... when its boot marker changes (it restarted).
     """
 
     def __init__(self, sessionmaker, on_change: Callable[[str, dict], None],
-                 on_refs: Callable[[list], None] = lambda refs: None, reconcile_on_up: bool = True):
+                 on_refs: Callable[[list], None] = lambda refs: None, reconcile_on_up: bool = True,
+                 reconcile_on_restart: bool = True):
         self.sessionmaker = sessionmaker
         self.on_change = on_change
         self.on_refs = on_refs
         self.reconcile_on_up = reconcile_on_up
+        self.reconcile_on_restart = reconcile_on_restart
 
     def write_changes(self, changes: list[Change], specs: dict[str, DeviceSpec]) -> None:
         """One transaction: every change (the last per device wins), plus reconcile
@@ -139,6 +152,20 @@ class HealthSink:
             elif change.new == HEALTHY and not self.reconcile_on_up:
                 session.execute(update(nf_table).where(nf_table.c.id.in_(nf_ids), nf_table.c.degraded.is_(True))
                                 .values(degraded=False, degraded_reason=""))
+
+    def write_boots(self, boots: dict[str, tuple[str, bool]], specs: dict[str, DeviceSpec]) -> None:
+        """New boot markers in one transaction, with a ``device_restart`` reconcile of
+        the NFs of each device that restarted (its marker replaced another)."""
+        from nfp.workers.reconcile.schedule import enqueue
+        rows = [{"b_id": device_id, "b_boot": marker} for device_id, (marker, _) in boots.items()]
+        restarted = [nf for device_id, (_, again) in boots.items() if again and self.reconcile_on_restart
+                     for nf in specs.get(device_id, _NO_SPEC).nf_ids]
+        with self.sessionmaker.begin() as session:
+            session.connection().execute(update(NFD).where(NFD.c.id == bindparam("b_id"))
+                                         .values(boot_id=bindparam("b_boot")), rows)
+            refs = enqueue(session, restarted, "device_restart") if restarted else []
+        if refs:
+            self.on_refs(refs)
 
     def write_contacts(self, contacts: dict[str, float]) -> None:
         """``last_contact`` of many devices in one transaction."""

@@ -19,6 +19,7 @@ from nfp.flows import (OP_STATUS, DeviceStatus, InstanceStatus, NFStatus, set_de
                        set_instance_status, set_nf_status)
 from nfp.desired import desired_config
 from nfp.heat.translate import HeatError
+from nfp.workers.configurator.remote import configure_step
 from nfp.workers.lifecycle.driver_data import target
 
 LOG = logging.getLogger(__name__)
@@ -188,11 +189,7 @@ def _apply_service_config(step, operation: str) -> Outcome:
     step.checkpoint()
     if not elements:
         return done()
-    outcome = step.services.configurator.configure(operation, nf.service_type, elements, where,
-                                                   nf.id, nf.tenant_id)
-    if not outcome.ok:
-        return fail(f"service configuration failed: {outcome.error}")
-    return done({"resources": len(elements)})
+    return configure_step(step, operation, nf.service_type, elements, where, nf.id, nf.tenant_id)
 
 
 # -- delete -------------------------------------------------------------------------
@@ -223,12 +220,12 @@ def unconfigure_service(step) -> Outcome:
     where = target(nfd, nf.service_vendor)
     step.checkpoint()
     if elements:
-        outcome = step.services.configurator.configure("delete", nf.service_type,
-                                                       list(reversed(elements)), where,
-                                                       nf.id, nf.tenant_id)
-        if not outcome.ok:
-            LOG.warning("NF %s: removing service config failed (%s); continuing the delete",
-                        nf.id, outcome.error)
+        outcome = configure_step(step, "delete", nf.service_type, list(reversed(elements)), where,
+                                 nf.id, nf.tenant_id)
+        if outcome.kind != "fail":
+            return outcome  # done, or parked until the configurator's notification
+        LOG.warning("NF %s: removing service config failed (%s); continuing the delete",
+                    nf.id, outcome.reason)
     return done()
 
 

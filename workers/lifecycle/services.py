@@ -14,11 +14,13 @@ import threading
 from importlib.metadata import entry_points
 from typing import Any, Optional
 
+from nfp.db import budget
 from nfp.db.engine import make_engine, make_sessionmaker
 from nfp.db.repositories import devices
 from nfp.drivers.component import DriverContext
 from nfp.drivers.device.base import DeviceDriver
-from nfp.workers.configurator.client import ConfiguratorClient, DirectConfiguratorClient
+from nfp.workers.configurator.client import ConfiguratorClient
+from nfp.workers.configurator.remote import make_client
 
 LOG = logging.getLogger(__name__)
 GROUP = "nfp.device_drivers"
@@ -37,12 +39,11 @@ class Services:
         self.conf = conf
         self._engine = None
         if sessionmaker is None:
-            self._engine = make_engine(conf.database_url,
-                                       pool_size=conf.orchestrator.threads_per_worker)
+            self._engine = make_engine(conf.database_url, pool_size=budget.worker_pool(conf))
             sessionmaker = make_sessionmaker(self._engine)
         self.sessionmaker = sessionmaker
         self.context = DriverContext(conf=conf, sessionmaker=sessionmaker, secrets=None)
-        self.configurator: ConfiguratorClient = DirectConfiguratorClient(conf)
+        self.configurator: ConfiguratorClient = make_client(conf)  # configurator.client
         _call(self.configurator, "setup", self.context)
         self._drivers: dict[str, DeviceDriver] = {}
         self._lock = threading.Lock()

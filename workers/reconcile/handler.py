@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
+from sqlalchemy import delete
+
 from nfp.db.base import utcnow
 from nfp.db.models import ReconciliationLog
 from nfp.db.repositories import devices, instances, network_functions
@@ -56,7 +58,7 @@ def reconcile(step) -> Outcome:
         return _record(step, row, None, "skipped", why)
     elements = desired_config(nf.service_config, nf.spec)
     where = target(nfd, nf.service_vendor)
-    service_type, tenant_id = nf.service_type, nf.tenant_id
+    service_type, tenant_id, intent = nf.service_type, nf.tenant_id, nf.service_config
     step.checkpoint()  # no transaction held while the device is read and repaired
     configurator = step.services.configurator
     try:
@@ -65,7 +67,13 @@ def reconcile(step) -> Outcome:
         return _record(step, row, None, "failed", f"compare failed: {exc}")
     found = policies.plan(before, chosen, dry_run)
     errors: dict[str, str] = {}
-    after = None
+    after, adopted = None, None
+    if chosen == "adopt" and not dry_run and found.drift:
+        adopted, elements = _adopt(step, nf.id, row.device_id, before, intent)
+        try:
+            after = [d.to_dict() for d in configurator.diff(service_type, elements, where, nf.id)]
+        except (ConfigError, LookupError) as exc:
+            errors.setdefault("*", f"compare after the adoption failed: {exc}")
     if found.apply:
         for index, operation in found.apply:
             element = elements[index]
@@ -77,8 +85,35 @@ def reconcile(step) -> Outcome:
             after = [d.to_dict() for d in configurator.diff(service_type, elements, where, nf.id)]
         except (ConfigError, LookupError) as exc:
             errors.setdefault("*", f"compare after the repair failed: {exc}")
-    result = policies.settle(found, after, errors)
+    result = policies.settle(found, after, errors, adopted)
     return _record(step, row, found, result, "; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+def _adopt(step, nf_id: str, device_id: str, before: list[dict], intent) -> tuple[dict, list[dict]]:
+    """Policy ``adopt``: write the device's values into the NF's intent, and forget the
+    ``rules`` records of items that left it, in one transaction; return each item's
+    result and the new desired config (for the compare that verifies it). An intent
+    that a caller changed while the device was read is left alone: its update runs next."""
+    from nfp.db.rules import PushedRule
+    from nfp.workers.reconcile.adopt import Adoption, adopt
+    nf = network_functions.get(step.session, nf_id)
+    if nf.service_config != intent:
+        names = [(d["resource"], c["name"]) for d in before for k in ("to_add", "to_change", "to_remove")
+                 for c in d.get(k, [])]
+        adoption = Adoption(results={n: "not adopted: the intent changed during the run" for n in names})
+    else:
+        adoption = adopt(nf.service_config, before)
+    if adoption.service_config is not None:
+        nf.service_config = adoption.service_config
+    for _resource, name in adoption.gone:
+        step.session.execute(delete(PushedRule).where(
+            PushedRule.nf_id == nf_id, PushedRule.device_id == device_id, PushedRule.name == name))
+    elements = desired_config(nf.service_config, nf.spec)
+    step.checkpoint()  # the intent is committed before the device is read again
+    adopted = sum(r.startswith("adopted") for r in adoption.results.values())
+    LOG.warning("NF %s device %s: policy adopt took %d of %d drifted item(s) from the device into the "
+                "intent", nf_id, device_id, adopted, len(adoption.results))
+    return adoption.results, elements
 
 
 def _record(step, row: ReconciliationLog, found, result: str, error: str) -> Outcome:

@@ -9,8 +9,8 @@ every element), so ``to_add`` is *missing*, ``to_change`` is *changed* and
 - ``repair-and-prune``: re-apply those elements in replace mode, which also
   deletes the extra items.
 - ``report``: change nothing (``--dry-run`` is ``report`` for one run).
-- ``adopt``: accept the device's values into the intent. Not built yet: a run
-  under ``adopt`` changes nothing and says so in its record.
+- ``adopt``: accept the device's values into the intent (:mod:`.adopt`); the
+  device is not changed.
 
 Only names, reasons and external ids leave this module: never a rule body,
 which is what keeps the audit table free of anything secret.
@@ -37,7 +37,6 @@ class Plan:
     actions: list[dict] = field(default_factory=list)
     apply: list[tuple[int, str]] = field(default_factory=list)
     not_compared: list[dict] = field(default_factory=list)
-    note: str = ""
 
     @property
     def drift(self) -> bool:
@@ -48,8 +47,6 @@ class Plan:
                "actions": self.actions}
         if self.not_compared:
             out["not_compared"] = self.not_compared
-        if self.note:
-            out["note"] = self.note
         return out
 
 
@@ -65,6 +62,7 @@ def plan(diffs: list[dict], policy: str, dry_run: bool = False) -> Plan:
         raise ValueError(f"policy: {policy!r} must be one of {', '.join(POLICIES)}")
     out = Plan()
     acting = not dry_run and policy in ("repair", "repair-and-prune")
+    adopting = not dry_run and policy == "adopt"
     for index, diff in enumerate(diffs):
         resource = diff["resource"]
         if diff.get("compared") is False:
@@ -82,9 +80,8 @@ def plan(diffs: list[dict], policy: str, dry_run: bool = False) -> Plan:
         for kind, items in (("missing", missing), ("changed", changed), ("extra", extra)):
             for item in items:
                 out.actions.append({"resource": resource, "name": item["name"], "found": kind,
-                                    "action": _action(kind, policy, acting), "result": "pending"})
-    if policy == "adopt" and not dry_run and out.drift:
-        out.note = "policy adopt is not supported yet: the drift is reported and nothing was changed"
+                                    "action": "adopt" if adopting else _action(kind, policy, acting),
+                                    "result": "pending"})
     return out
 
 
@@ -96,10 +93,12 @@ def _action(kind: str, policy: str, acting: bool) -> str:
     return "re-apply"
 
 
-def settle(out: Plan, after: Optional[list[dict]], errors: dict[str, str]) -> str:
+def settle(out: Plan, after: Optional[list[dict]], errors: dict[str, str],
+           adopted: Optional[dict[tuple[str, str], str]] = None) -> str:
     """Fill each action's result from a compare made after the repair (``after``,
-    None when none was made) and the per-resource errors; return the run's result:
-    ``in_sync``, ``drift`` (reported only), ``repaired`` or ``partial``."""
+    None when none was made), the per-resource errors and, under ``adopt``, each
+    item's adoption result; return the run's result: ``in_sync``, ``drift``
+    (reported only), ``repaired``, ``adopted`` or ``partial``."""
     if not out.drift:
         return "in_sync"
     still: set[tuple[str, str]] = set()
@@ -112,6 +111,10 @@ def settle(out: Plan, after: Optional[list[dict]], errors: dict[str, str]) -> st
             action["result"] = "reported"
         elif action["resource"] in errors:
             action["result"] = f"failed: {errors[action['resource']]}"[:300]
+        elif action["action"] == "adopt":
+            result = (adopted or {}).get(key, "not adopted")
+            action["result"] = "failed: still differs after the adoption" \
+                if result.startswith("adopted") and after is not None and key in still else result[:300]
         elif action["action"] == "flag":
             # a driver that replaces an owner's set atomically (one nftables table) removes
             # an extra item while it repairs the others: say what really happened
@@ -119,7 +122,9 @@ def settle(out: Plan, after: Optional[list[dict]], errors: dict[str, str]) -> st
         else:
             action["result"] = "failed: still differs after the repair" if after is not None and key in still \
                 else "done"
-    acted = [a for a in out.actions if a["action"] in ("re-apply", "delete")]
+    acted = [a for a in out.actions if a["action"] in ("re-apply", "delete", "adopt")]
     if not acted:
         return "drift"
-    return "repaired" if all(a["result"] == "done" for a in acted) else "partial"
+    if all(a["result"] == "done" for a in acted):
+        return "repaired"
+    return "adopted" if all(a["result"].startswith("adopted") for a in acted) else "partial"

@@ -6,7 +6,12 @@ of the NF). Scheduled and device-up runs are skipped for an NF that already has
 one waiting; on-demand runs always start (the caller waits for its ``run_id``).
 :class:`ReconcileScheduler` is the periodic trigger, run by the health monitor
 process: each NF is due every ``reconcile.interval`` (or its own
-``spec.reconcile.interval``), spread evenly by a hash of its id.
+``spec.reconcile.interval``), spread evenly by a hash of its id. It is also the
+dictionary-update trigger: when a vendor's newest stored dictionary (``nfp
+dictionary load``) is not the version recorded in ``reconciled_dictionaries``,
+that vendor's ACTIVE NFs get a ``dictionary_update`` run, and the version is
+recorded in the same transaction, so a restarted monitor neither misses an
+update made while it was down nor repeats one.
 """
 from __future__ import annotations
 
@@ -16,9 +21,12 @@ import uuid
 import zlib
 from typing import Callable, Iterable, Optional
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from nfp.db.models import Event, EventStatus, NetworkFunction, ReconciliationLog
+from nfp.engine import leases
+from nfp.db.base import utcnow
+from nfp.db.models import Event, EventStatus, NetworkFunction, ReconciledDictionary, ReconciliationLog
+from nfp.db.rules import StoredDictionary
 from nfp.engine import store
 from nfp.flows import RECONCILE, NFStatus
 
@@ -50,10 +58,6 @@ def enqueue(session, nf_ids: Iterable[str], trigger: str, policy: Optional[str] 
     return store.add_many(session, items) if items else []
 
 
-def run_ids(refs_payloads: list) -> list[str]:
-    return [p["run_id"] for p in refs_payloads]
-
-
 class ReconcileScheduler:
     """Periodic reconciles (see module docstring).
 
@@ -69,16 +73,21 @@ class ReconcileScheduler:
         self._next_refresh = 0.0
 
     def tick(self, now: Optional[float] = None) -> int:
-        """Refresh the NF list when due and start the runs that are due; return how many."""
-        if self.conf.reconcile.interval <= 0:
-            return 0
+        """Refresh the NF list when due and start the runs that are due (dictionary
+        updates included); return how many."""
         now = time.monotonic() if now is None else now
+        started = 0
         if now >= self._next_refresh:
             self._next_refresh = now + self.conf.health.refresh_interval
-            self._refresh(now)
+            if self.conf.reconcile.on_dictionary_update:
+                started += self.dictionary_updates()
+            if self.conf.reconcile.interval > 0:
+                self._refresh(now)
+        if self.conf.reconcile.interval <= 0:
+            return started
         due = [nf_id for nf_id, at in self.due.items() if at <= now]
         if not due:
-            return 0
+            return started
         for nf_id in due:
             self.due[nf_id] = now + self._interval.get(nf_id, self.conf.reconcile.interval)
         with self.sessionmaker.begin() as session:
@@ -87,12 +96,36 @@ class ReconcileScheduler:
             LOG.info("scheduled reconcile of %d NF(s) started: %s", len(refs),
                      ", ".join(r.key for r in refs[:5]) + (" ..." if len(refs) > 5 else ""))
             self.on_refs(refs)
+        return started + len(refs)
+
+    def dictionary_updates(self) -> int:
+        """Start ``dictionary_update`` runs for vendors with a dictionary version not yet
+        reconciled against (see module docstring); return how many."""
+        with self.sessionmaker.begin() as session:
+            newest = dict(session.execute(select(StoredDictionary.vendor, func.max(StoredDictionary.version))
+                                          .group_by(StoredDictionary.vendor)).all())
+            done = dict(session.execute(select(ReconciledDictionary.vendor, ReconciledDictionary.version)).all())
+            changed = {vendor: version for vendor, version in newest.items() if done.get(vendor) != version}
+            if not changed:
+                return 0
+            nf_ids = session.scalars(select(NetworkFunction.id).where(
+                NetworkFunction.status == NFStatus.ACTIVE.value, NetworkFunction.service_vendor.in_(changed)))
+            refs = enqueue(session, nf_ids, "dictionary_update")
+            for vendor, version in changed.items():
+                session.merge(ReconciledDictionary(vendor=vendor, version=version, reconciled_at=utcnow()))
+        for vendor, version in sorted(changed.items()):
+            LOG.info("dictionary of vendor %s is now version %d: its ACTIVE NFs are reconciled", vendor, version)
+        if refs:
+            self.on_refs(refs)
         return len(refs)
 
     def _refresh(self, now: float) -> None:
         with self.sessionmaker() as session:
             rows = session.execute(select(NetworkFunction.id, NetworkFunction.spec)
                                    .where(NetworkFunction.status == NFStatus.ACTIVE.value)).all()
+            mine = leases.host_buckets(session, self.conf.rpc.host)
+        # several hosts: each schedules the NFs of its own lease buckets
+        rows = [(nf_id, spec) for nf_id, spec in rows if leases.owned_by(mine, nf_id)]
         self._interval = {}
         for nf_id, spec in rows:
             own = ((spec or {}).get("reconcile") or {}).get("interval")

@@ -24,6 +24,12 @@ before it is pushed and applied only after the device accepted it; a crash
 leaves at most one batch pending, which the next attempt adopts by rule tag
 (``_find``) rather than pushing again. Rows reserved for rules that were never
 attempted (the element failed earlier) are removed again.
+
+Objects the device lists that nfp tracks for no NF (an operator's hand edit)
+are reported by ``compare`` of a replace (``update``) candidate as ``to_remove``
+with the reason :data:`UNTRACKED`, so the drift reconciler flags them, and a
+replace commit planned from that compare (``repair-and-prune``) deletes them
+by their device id.
 """
 from __future__ import annotations
 
@@ -45,6 +51,8 @@ LOG = logging.getLogger(__name__)
 APPLIED_BATCH = 100
 #: ... or after this many seconds, whichever comes first
 APPLIED_EVERY = 1.0
+#: the reason of a ``to_remove`` change for a device object no NF has a record of
+UNTRACKED = "on device, not tracked by nfp"
 
 
 class RuleSync:
@@ -188,17 +196,26 @@ class RuleSync:
         LOG.info("nf %s: updated %s rule %s on device %s", self.nf_id, self.service, item.name, self.device_id)
         return external_id
 
+    def _delete(self, external_id: str, label: str, **names) -> None:
+        """Delete by ``external_id``; ``names`` are the other delete placeholders known."""
+        values = self.runner.values({"externalId": external_id, "nfId": self.nf_id, **names})
+        try:
+            self.runner.run(self.service, "delete", values)
+            self.changed = True
+        except NotOnDevice:
+            LOG.info("nf %s: %s rule %s (%s) was already gone from device %s",
+                     self.nf_id, self.service, label, external_id, self.device_id)
+
+    def remove_untracked(self, external_id: str, name: str) -> None:
+        """Delete a device object no NF tracks (``repair-and-prune``)."""
+        self._delete(external_id, name)  # no tag or rule name of nfp's: the device id alone
+        LOG.warning("nf %s: deleted %s object %s (%s) from device %s: nfp does not track it",
+                    self.nf_id, self.service, name, external_id, self.device_id)
+
     def _remove(self, row: PushedRule) -> None:
         external_id = row.external_id or self._find(row.rule_tag)
         if external_id is not None:
-            values = self.runner.values({"externalId": external_id, "ruleId": row.rule_tag,
-                                           "name": row.name, "nfId": row.nf_id})
-            try:
-                self.runner.run(self.service, "delete", values)
-                self.changed = True
-            except NotOnDevice:
-                LOG.info("nf %s: %s rule %s (%s) was already gone from device %s",
-                         self.nf_id, self.service, row.name, external_id, self.device_id)
+            self._delete(external_id, row.name, ruleId=row.rule_tag, name=row.name, nfId=row.nf_id)
         self.tracker.remove(row.id)
         self._rows.pop(row.name, None)
         LOG.info("nf %s: deleted %s rule %s from device %s", self.nf_id, self.service, row.name, self.device_id)
@@ -304,7 +321,18 @@ class DictionarySession(DeviceSession):
             diff.to_remove.append(Change(row.name, "not wanted" if present else
                                          "recorded only: already gone from device", None,
                                          on_device.get(row.external_id, row.rule_tag), row.external_id))
+        if listing is not None and mode == Mode.REPLACE:
+            diff.to_remove += self._untracked(on_device, wanted.values())
         return diff
+
+    def _untracked(self, on_device: "_Listing", wanted) -> list[Change]:
+        """Listed objects that neither a record (of any NF on the device) nor a wanted
+        item's tag accounts for."""
+        known = {id(on_device.get(r.external_id, r.rule_tag))
+                 for r in self.tracker.on_device(self.device_id, self.service)}
+        known |= {id(on_device.get(None, item.rule_id)) for item in wanted}
+        return [Change(str(obj.get("key") or f"{self.service} {obj['id']}"), UNTRACKED, None, obj, str(obj["id"]))
+                for obj in on_device.items if id(obj) not in known]
 
     # -- changing the device ------------------------------------------------------------
     def commit(self, diff: Diff, confirm_timeout: Optional[float] = None) -> dict[str, str]:
@@ -322,6 +350,9 @@ class DictionarySession(DeviceSession):
             ids = sync.delete(self._items)
         elif mode == Mode.REPLACE:
             ids = sync.update(self._items)
+            for change in diff.to_remove:
+                if change.reason == UNTRACKED:
+                    sync.remove_untracked(change.external_id, change.name)
         else:
             ids = sync.create(self._items)
         if sync.changed:

@@ -1,0 +1,296 @@
+"""Bucket leases: any number of hosts run one event table, and no step runs on two.
+
+Why buckets and not per-step claims: every step of a network function must run
+in order on one worker (the scheduler's per-key lock), including fan-out
+children. Steps are therefore grouped by ``key_hash % BUCKETS`` (all steps of an
+NF share a bucket) and a worker runs a step only while it holds that bucket's
+lease, as Temporal runs history shards. Buckets are not pinned: every live
+member (``host/worker-index``) aims at an even share, takes free or expired
+buckets with ``FOR UPDATE SKIP LOCKED`` in one batch, renews its leases every
+``ttl/3`` seconds, and gives back buckets over its share once no step of them
+is running, so hosts may join and leave.
+
+Fencing: taking a bucket increments its ``epoch``. Every step commit first reads
+its bucket's lease row ``FOR KEY SHARE`` and proceeds only if the row still names
+this member with the epoch it took (:meth:`LeaseKeeper.fence`). A member that was
+paused past its lease (GC, a stopped VM, a partition) and comes back finds the
+row changed and rolls back: it cannot commit a result for a step another host
+has taken over. The share lock makes the check and the commit atomic against a
+take-over (a taker locks the row ``FOR UPDATE``, which waits for it), while a
+renewal (a non-key UPDATE) does not wait for it.
+
+A worker that is replaced on the same host (crash, reload) keeps its member id,
+so its successor inherits its leases at once, bumping their epochs, instead of
+waiting for them to expire. A whole host that dies loses its leases after
+``ttl`` seconds. Lease times use the database's clock on PostgreSQL, so hosts'
+clocks need not agree.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import os
+import threading
+from typing import Iterable, Optional
+
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from nfp import clock
+from nfp.db.leases import BUCKETS, BucketLease, EngineMember
+from nfp.engine.events import shard_hash
+
+LOG = logging.getLogger(__name__)
+L = BucketLease.__table__
+M = EngineMember.__table__
+
+
+class LeaseLost(Exception):
+    """This member no longer holds the bucket it is about to commit a step of."""
+
+
+def bucket_of(key_hash: int) -> int:
+    """The bucket of a step (every step of one network function shares it)."""
+    return key_hash % BUCKETS
+
+
+def member_id(host: str, index: int) -> str:
+    return f"{host}/{index}"
+
+
+def _now(session):
+    """The lease clock: the database's on PostgreSQL (hosts may disagree), else ours."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.timezone("UTC", func.now())
+    return literal(clock.utcnow(), L.c.expires_at.type)
+
+
+def _plus(session, seconds: float):
+    return _now(session) + literal(dt.timedelta(seconds=seconds)) \
+        if session.get_bind().dialect.name == "postgresql" \
+        else literal(clock.utcnow() + dt.timedelta(seconds=seconds), L.c.expires_at.type)
+
+
+class LeaseKeeper:
+    """One worker's leases.
+
+    Parameters:
+        sessionmaker: a session factory (the keeper's own pool: it must renew
+            even while every handler thread holds a connection).
+        host(str): this host's name (``rpc.host``; unique per host).
+        index(int): the worker's index on its host.
+        ttl(float): seconds a lease lasts without renewal.
+        local_members(int): workers of this host; they count towards the share
+            before they have joined, so a host's workers split its buckets at once.
+    """
+
+    def __init__(self, sessionmaker, host: str, index: int, ttl: float, local_members: int = 1):
+        self.sessionmaker = sessionmaker
+        self.host, self.index, self.ttl = host, index, ttl
+        self.local_members = local_members
+        self.member = member_id(host, index)
+        #: bucket -> epoch this member took it with
+        self.held: dict[int, int] = {}
+        #: buckets over our share that we give back once none of their steps runs
+        self.releasing: set[int] = set()
+        self._short = False
+        self._lock = threading.Lock()
+
+    # -- membership ---------------------------------------------------------
+    def join(self) -> dict[int, int]:
+        """Register (or re-register) this member and inherit the leases an earlier
+        incarnation of it held, with new epochs (fencing it). Returns them."""
+        with self.sessionmaker.begin() as session:
+            self._ensure_buckets(session)
+            values = {"host": self.host, "worker": self.index, "pid": os.getpid(),
+                      "started_at": _now(session), "heartbeat_at": _now(session)}
+            if session.execute(update(M).where(M.c.member == self.member).values(**values)).rowcount == 0:
+                session.execute(insert(M).values(member=self.member, **values))
+            rows = session.execute(
+                update(L).where(L.c.owner == self.member)
+                .values(epoch=L.c.epoch + 1, expires_at=_plus(session, self.ttl))
+                .returning(L.c.bucket, L.c.epoch)).all()
+        with self._lock:
+            self.held = {b: e for b, e in rows}
+            self.releasing = set()
+        return dict(self.held)
+
+    @staticmethod
+    def _ensure_buckets(session) -> None:
+        """A database made by ``create_all`` (tests) has the table but no rows."""
+        have = set(session.execute(select(L.c.bucket)).scalars())
+        missing = [{"bucket": b, "owner": None, "epoch": 0, "expires_at": None}
+                   for b in range(BUCKETS) if b not in have]
+        if missing:
+            try:
+                with session.begin_nested():
+                    session.execute(insert(L), missing)
+            except IntegrityError:  # another member inserted them meanwhile
+                pass
+
+    def tick(self, busy_buckets: Iterable[int] = (), take: bool = True) -> tuple[set[int], set[int]]:
+        """Heartbeat, renew, give back idle buckets over our share, take free ones
+        up to it (unless ``take`` is false: draining). Returns ``(gained, lost)``."""
+        busy = set(busy_buckets)
+        with self.sessionmaker.begin() as session:
+            session.execute(update(M).where(M.c.member == self.member)
+                            .values(heartbeat_at=_now(session), pid=os.getpid()))
+            renewed = dict(session.execute(
+                update(L).where(L.c.owner == self.member)
+                .values(expires_at=_plus(session, self.ttl))
+                .returning(L.c.bucket, L.c.epoch)).all())
+            with self._lock:
+                mine = dict(self.held)
+            lost = {b for b, e in mine.items() if renewed.get(b) != e}
+            held = {b: e for b, e in mine.items() if b not in lost}
+            share = self._share(session)
+            give_back = sorted(b for b in self.releasing if b in held and b not in busy)
+            if give_back:
+                session.execute(update(L).where(and_(L.c.owner == self.member,
+                                                     L.c.bucket.in_(give_back)))
+                                .values(owner=None, expires_at=None))
+                for b in give_back:
+                    held.pop(b)
+            gained = {}
+            want = share - len(held) if take else 0
+            if want > 0:
+                gained = self._take(session, want)
+                held.update(gained)
+            # short of our share while another member is over its own: it is giving
+            # buckets back, so look again soon
+            short = take and len(held) < share and self._someone_over(session, share)
+        over = len(held) - share
+        with self._lock:
+            self._short = short
+            self.held = held
+            # over our share: stop starting steps of the highest buckets and give
+            # each back at a tick where none of its steps is running
+            self.releasing = set(sorted(held, reverse=True)[:over]) if over > 0 else set()
+        if lost:
+            LOG.warning("member %s lost the leases of buckets %s (it was paused or cut off "
+                        "past their %.0f s; another member runs them now)",
+                        self.member, sorted(lost), self.ttl)
+        return set(gained), lost
+
+    def _share(self, session) -> int:
+        """Our fair share: buckets divided by this host's workers plus the other
+        hosts' members that beat recently."""
+        alive_since = _plus(session, -self.ttl)
+        others = session.execute(select(func.count()).select_from(M)
+                                 .where(M.c.heartbeat_at >= alive_since, M.c.host != self.host)).scalar()
+        return math.ceil(BUCKETS / max(1, (others or 0) + self.local_members))
+
+    def _someone_over(self, session, share: int) -> bool:
+        biggest = session.execute(select(func.count()).where(L.c.owner.isnot(None))
+                                  .group_by(L.c.owner).order_by(func.count().desc()).limit(1)).scalar()
+        return (biggest or 0) > share
+
+    @property
+    def settling(self) -> bool:
+        """Giving buckets back, or short of its share: tick often until balanced."""
+        with self._lock:
+            return bool(self.releasing) or self._short
+
+
+
+    def _take(self, session, want: int) -> dict[int, int]:
+        """Take up to ``want`` free or expired buckets, skipping rows others lock."""
+        stmt = (select(L.c.bucket).where(or_(L.c.owner.is_(None), L.c.expires_at < _now(session)))
+                .order_by(L.c.bucket).limit(want))
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        free = list(session.execute(stmt).scalars())
+        if not free:
+            return {}
+        rows = session.execute(
+            update(L).where(and_(L.c.bucket.in_(free),
+                                 or_(L.c.owner.is_(None), L.c.expires_at < _now(session))))
+            .values(owner=self.member, epoch=L.c.epoch + 1, expires_at=_plus(session, self.ttl))
+            .returning(L.c.bucket, L.c.epoch)).all()
+        return {b: e for b, e in rows}
+
+    def leave(self) -> None:
+        """A clean exit: give every lease back so another member takes them at once."""
+        try:
+            with self.sessionmaker.begin() as session:
+                session.execute(update(L).where(L.c.owner == self.member)
+                                .values(owner=None, expires_at=None))
+                session.execute(delete(M).where(M.c.member == self.member))
+        except Exception as exc:  # the database is gone: the leases expire instead
+            LOG.warning("member %s could not give its leases back (%s); they expire in %.0f s",
+                        self.member, exc.__class__.__name__, self.ttl)
+        with self._lock:
+            self.held = {}
+
+    # -- the commit check ---------------------------------------------------
+    def runs(self, key_hash: int) -> bool:
+        """May this member start a step of ``key_hash``? (held and not being given back)"""
+        bucket = bucket_of(key_hash)
+        with self._lock:
+            return bucket in self.held and bucket not in self.releasing
+
+    def holds(self, key_hash: int) -> bool:
+        """Does this member hold the bucket of ``key_hash`` (even while giving it back)?"""
+        with self._lock:
+            return bucket_of(key_hash) in self.held
+
+    def buckets(self) -> list[int]:
+        with self._lock:
+            return sorted(self.held)
+
+    def fence(self, session, key_hashes: Iterable[int]) -> None:
+        """Inside the step's transaction, before its commit: raise :class:`LeaseLost`
+        unless this member still holds each bucket with the epoch it took."""
+        buckets = {bucket_of(h) for h in key_hashes}
+        with self._lock:
+            expected = {b: self.held.get(b) for b in buckets}
+        if any(e is None for e in expected.values()):
+            raise LeaseLost(f"buckets {sorted(b for b, e in expected.items() if e is None)} not held")
+        stmt = select(L.c.bucket, L.c.epoch).where(L.c.bucket.in_(buckets), L.c.owner == self.member)
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(key_share=True, read=True)
+        found = dict(session.execute(stmt).all())
+        stale = sorted(b for b, e in expected.items() if found.get(b) != e)
+        if stale:
+            with self._lock:
+                for b in stale:
+                    self.held.pop(b, None)
+            raise LeaseLost(f"buckets {stale} were taken over by another member")
+
+
+def host_buckets(session, host: str) -> Optional[set[int]]:
+    """Buckets the workers of ``host`` hold unexpired leases on, for work that is
+    per host rather than per step (health probes, scheduled reconciles): each host
+    takes the devices and NFs of its own buckets, so N hosts do not probe every
+    device N times. None when no bucket is leased at all (no engine runs yet, or a
+    tool's own database): then the caller takes everything."""
+    rows = session.execute(select(L.c.bucket, L.c.owner).where(
+        L.c.owner.isnot(None), L.c.expires_at > _now(session))).all()
+    if not rows:
+        return None
+    prefix = member_id(host, 0).rsplit("/", 1)[0] + "/"
+    return {b for b, owner in rows if owner.startswith(prefix)}
+
+
+def owned_by(buckets: Optional[set[int]], object_id: str) -> bool:
+    """Is ``object_id`` (an NF or device id) in ``buckets`` (None: everything is)?"""
+    return buckets is None or bucket_of(shard_hash(object_id)) in buckets
+
+
+def hosts(session, ttl: float) -> dict[str, dict]:
+    """Every host with its members' heartbeats and leases, for ``nfp status``. A
+    member is alive if it beat within ``ttl`` (by the lease clock)."""
+    now = session.execute(select(_now(session))).scalar()
+    counts = dict(session.execute(select(L.c.owner, func.count()).where(L.c.owner.isnot(None))
+                                  .group_by(L.c.owner)).all())
+    out: dict[str, dict] = {}
+    for r in session.execute(select(M).order_by(M.c.host, M.c.worker)).all():
+        age = (now - r.heartbeat_at).total_seconds()
+        host = out.setdefault(r.host, {"alive": False, "leases": 0, "workers": []})
+        host["workers"].append({"worker": r.worker, "pid": r.pid, "leases": counts.get(r.member, 0),
+                                "heartbeat_at": r.heartbeat_at.isoformat() + "Z",
+                                "heartbeat_age": round(age, 1), "alive": age <= ttl})
+        host["alive"] = host["alive"] or age <= ttl
+        host["leases"] += counts.get(r.member, 0)
+    return out

@@ -33,7 +33,7 @@ from tests.integration.test_daemon_behaviour import nf_body
 pytestmark = pytest.mark.integration
 
 #: creates in the chaos run (override with NFP_CHAOS_COUNT)
-CHAOS_COUNT = int(os.environ.get("NFP_CHAOS_COUNT", "1000"))
+CHAOS_COUNT = int(os.environ.get("NFP_CHAOS_COUNT", "2000"))
 #: seconds between two random kill -9 (override with NFP_CHAOS_KILL_PERIOD)
 CHAOS_KILL_PERIOD = float(os.environ.get("NFP_CHAOS_KILL_PERIOD", "4"))
 #: creates in the host take-over run

@@ -208,9 +208,14 @@ def test_a_worker_kill_loop_does_not_fail_queued_steps(tmp_path, faults_db):
         _until(lambda: sum(_statuses(url()).values()) == 200, "the creates to be accepted")
         for _ in range(5):
             old = h.worker_pids()
+            joined = h.logs().count("inherited) with")
             os.kill(old[0], signal.SIGKILL)
             _until(lambda: len(h.worker_pids()) == 2 and old[0] not in h.worker_pids(),
                    "a new worker to take the shard", timeout=60)
+            # killed 0.3 s after it joined (took its leases and offered its steps):
+            # a quick crash loop, yet each incarnation gets to start steps
+            _until(lambda: h.logs().count("inherited) with") > joined, "the new worker to join",
+                   timeout=60)
             time.sleep(0.3)
         _until(lambda: _all_active(url(), 200), "every NF ACTIVE")
         engine = create_engine(url(), poolclass=NullPool)

@@ -28,6 +28,7 @@ from nfp.flows import IN_PROGRESS, NFStatus
 from nfp.testing.chaos import (Keeper, LoadDriver, PrivatePostgres, PrivateRabbit,
                                kill_random_process, make_hosts, nf_rows, oslo_client)
 from nfp.testing.memory_config import count_calls
+from nfp.testing.wait import until
 from tests.integration.test_daemon_behaviour import nf_body
 
 pytestmark = pytest.mark.integration
@@ -88,15 +89,7 @@ def _lookup(url, prefix):
 
 
 def _until(predicate, what, timeout):
-    end = time.monotonic() + timeout
-    while True:
-        try:
-            if predicate():
-                return
-        except Exception:  # the database may be down on purpose
-            pass
-        assert time.monotonic() < end, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(1.0)
+    until(predicate, what, timeout, interval=1.0)
 
 
 def _settled(url, driver, prefix):

@@ -26,6 +26,7 @@ from sqlalchemy.pool import NullPool
 from nfp.db.models import Event, NetworkFunction
 from nfp.rpc.client import RemoteError
 from nfp.testing.harness import Harness
+from nfp.testing.wait import until as _until
 from tests.conftest import PG_URL, require
 from tests.integration.test_daemon_behaviour import nf_body
 
@@ -65,18 +66,6 @@ def _statuses(url: str) -> dict:
             return dict(conn.execute(select(NF.c.status, func.count()).group_by(NF.c.status)).all())
     finally:
         engine.dispose()
-
-
-def _until(predicate, what, timeout=180):
-    end = time.monotonic() + timeout
-    while True:
-        try:
-            if predicate():
-                return
-        except Exception:  # the database may be down on purpose
-            pass
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def _cast_creates(h, count, prefix="fw"):

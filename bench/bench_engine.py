@@ -38,9 +38,10 @@ def schema_url(schema: str) -> str:
     return f"{PG}?options=-csearch_path%3D{schema}"
 
 
-def baseline(schema: str, clients: int, seconds: float) -> float:
-    """Raw UPDATE+INSERT+COMMIT transactions per second from ``clients`` connections."""
-    dsn = PG.replace("postgresql+psycopg2://", "postgresql://")
+def baseline(schema: str, clients: int, seconds: float, dsn: str = "") -> float:
+    """Raw UPDATE+INSERT+COMMIT transactions per second from ``clients`` connections
+    (to ``dsn``, default the bench database) in ``schema``."""
+    dsn = dsn or PG.replace("postgresql+psycopg2://", "postgresql://")
     setup = psycopg2.connect(dsn, options=f"-csearch_path={schema}")
     with setup, setup.cursor() as cur:
         cur.execute("CREATE TABLE bench_base (id bigserial primary key, k text, status text, n int)")

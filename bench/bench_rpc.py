@@ -13,8 +13,14 @@ nfp's codec, which is golden-tested against real oslo bytes):
     timed until all K network functions are committed in PostgreSQL (polled).
 (c) sequential ``get_network_function`` latency against the daemon, measured with
     the same stock oslo client before the load.
+(d) end to end: ``--e2e`` more creates pre-loaded, the daemon started on them
+    (memory appliance), timed until every one is ACTIVE: network functions per
+    second and steps committed per second, against the physical limit measured in
+    the same run: raw UPDATE+INSERT+COMMIT transactions per second on the same
+    PostgreSQL (bench_engine's pgbench-style loop, 32 connections).
 
-Targets: (a)/(b) >= 2.0 and p50 nfp/oslo <= 1.0. Run: ``python bench/bench_rpc.py``.
+Targets: (a)/(b) >= 2.0, p50 nfp/oslo <= 1.0, (d) >= 300 NFs ACTIVE/s. Run:
+``python bench/bench_rpc.py``.
 """
 from __future__ import annotations
 
@@ -241,7 +247,8 @@ def wait_until_serving(daemon: Daemon, client, timeout: float = 120) -> None:
                                    f"see {daemon.log}") from None
 
 
-def run_nfp(url: str, admin_db_url: str, count: int, calls: int, workers: int) -> dict:
+def run_nfp(url: str, admin_db_url: str, count: int, calls: int, workers: int,
+            e2e_count: int = 0) -> dict:
     exchange, topic = f"bench_nfp_{RUN}", f"bench_nfp_topic_{RUN}"
     notifications = f"bench_notifications_{RUN}"
     state = Path(tempfile.mkdtemp(prefix="nfp-bench-"))
@@ -268,7 +275,17 @@ def run_nfp(url: str, admin_db_url: str, count: int, calls: int, workers: int) -
         base = db.count_nfs()
         publish_rate = preload(url, conf, topic, count)
         intake = timed_intake(daemon, db, base, count)
-        return {"publish_rate": publish_rate, **intake, **lat}
+        e2e = {}
+        if e2e_count:
+            daemon.stop()
+            with db._conn.cursor() as cur:  # a clean slate: only the e2e creates
+                cur.execute("TRUNCATE network_functions, network_function_instances, events, "
+                            "rpc_requests, audit_log, outbox CASCADE")
+                cur.execute("UPDATE network_function_devices SET interfaces_in_use = 0, "
+                            "reference_count = 0")
+            preload(url, conf, topic, e2e_count)
+            e2e = worked_off(daemon, db, e2e_count)
+        return {"publish_rate": publish_rate, **intake, **lat, **e2e}
     finally:
         if transport is not None:
             transport.cleanup()
@@ -303,6 +320,45 @@ def timed_intake(daemon: Daemon, db: Postgres, base: int, count: int, timeout: f
             "drain_rate_from_start": count / (now - started)}
 
 
+def worked_off(daemon: Daemon, db: Postgres, count: int, timeout: float = 1800) -> dict:
+    """(d): start the daemon on ``count`` queued creates; time until all are ACTIVE."""
+    started = time.perf_counter()
+    daemon.start()
+    deadline = time.monotonic() + timeout
+    while True:
+        with db._conn.cursor() as cur:
+            cur.execute("SELECT count(*) FILTER (WHERE status = 'ACTIVE'), "
+                        "count(*) FILTER (WHERE status = 'ERROR') FROM network_functions")
+            active, failed = cur.fetchone()
+        if failed:
+            raise RuntimeError(f"{failed} of the e2e creates went to ERROR")
+        if active >= count:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {active} of {count} NFs ACTIVE after {timeout:.0f} s")
+        daemon.check_alive()
+        time.sleep(0.2)
+    elapsed = time.perf_counter() - started
+    with db._conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM events WHERE finished_at IS NOT NULL")
+        steps = cur.fetchone()[0]
+    return {"active_per_s": count / elapsed, "steps_per_s": steps / elapsed,
+            "e2e_count": count, "e2e_seconds": elapsed, "raw_commits_per_s": raw_commits(db)}
+
+
+def raw_commits(db: Postgres, clients: int = 32, seconds: float = 10.0) -> float:
+    """The physical limit: bench_engine's raw write transactions on the same server."""
+    from bench_engine import baseline
+    schema = f"raw_{RUN}"
+    with db._conn.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA {schema}")
+    try:
+        return baseline(schema, clients, seconds, dsn=db.dsn)
+    finally:
+        with db._conn.cursor() as cur:
+            cur.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 # -- report ----------------------------------------------------------------------------------------
 
 ROWS = [("casts pre-loaded per s (publisher)", "publish_rate", "{:,.0f}"),
@@ -328,6 +384,13 @@ def report(columns: dict[str, Optional[dict]], args, why_not: Optional[str]) -> 
         print(f"{name:22} intake ratio vs oslo {ratio:6.2f} (target >= 2.0 "
               f"{'OK' if ratio >= 2.0 else 'MISSED'})   p50 ratio {p50:5.2f} (target <= 1.0 "
               f"{'OK' if p50 <= 1.0 else 'MISSED'})")
+    nfp = columns.get("(a) nfp")
+    if nfp and "active_per_s" in nfp:
+        print(f"(d) end to end: {nfp['e2e_count']:,} creates ACTIVE in {nfp['e2e_seconds']:.1f} s (from "
+              f"the daemon's start): {nfp['active_per_s']:,.1f} NFs/s (target >= 300 "
+              f"{'OK' if nfp['active_per_s'] >= 300 else 'MISSED'}), {nfp['steps_per_s']:,.0f} steps/s; "
+              f"physical limit: {nfp['raw_commits_per_s']:,.0f} raw write transactions/s on the same "
+              f"PostgreSQL ({nfp['steps_per_s'] / nfp['raw_commits_per_s']:.2f} of it)")
     if why_not:
         print(f"\nnfp daemon not measured: {why_not}")
     print("\n(b) oslo acks before dispatch and stores nothing. 'rpc noop' is nfp's listener with "
@@ -345,6 +408,8 @@ def main(argv=None) -> int:
     parser.add_argument("--casts", type=int, default=20000, help="K pre-loaded casts")
     parser.add_argument("--calls", type=int, default=500, help="sequential calls for latency")
     parser.add_argument("--workers", type=int, default=2, help="nfp worker processes")
+    parser.add_argument("--e2e", type=int, default=1000,
+                        help="(d) creates timed from queued to ACTIVE (0: skip)")
     parser.add_argument("--only", choices=["all", "rpc"], default="all",
                         help="rpc: skip the nfp daemon")
     args = parser.parse_args(argv)
@@ -356,7 +421,7 @@ def main(argv=None) -> int:
     columns["rpc+pg"] = run_rpc_layer_pg(args.url, args.database_admin_url, args.casts, args.calls)
     why_not = "--only rpc" if args.only == "rpc" else nfp_unavailable()
     columns["(a) nfp"] = None if why_not else run_nfp(args.url, args.database_admin_url, args.casts,
-                                                      args.calls, args.workers)
+                                                      args.calls, args.workers, args.e2e)
     report(columns, args, why_not)
     return 0
 

@@ -1,9 +1,11 @@
 """The security audit log: who did what, when, from where, and with what result.
 
-Every mutating configurator or orchestrator request, every authentication or
-authorisation failure (a cross-tenant access included) and every PKI operation
-is one row of ``audit_log`` (and, when ``configurator_service.audit_file`` is
-set, one JSON line in that file). A row names the caller by its certificate
+Every mutating configurator, orchestrator or proxy request, every authentication
+or authorisation failure (a cross-tenant access included), every PKI operation
+and every start and stop of a daemon (its audit log's start and stop) is one row
+of ``audit_log`` (and, when ``configurator_service.audit_file`` is set, one JSON
+line in that file; ``nfp-proxy``, which usually has no database, writes the JSON
+lines alone: :class:`Sink`). A row names the caller by its certificate
 subject and its token subject, or by the user and tenant of its oslo context,
 never by a credential: :func:`record` refuses fields it does not know, and the
 free-text ``detail`` passes through :func:`nfp.secrets.redact`.
@@ -14,13 +16,15 @@ import datetime as dt
 import json
 import logging
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import Any, Optional
 
-from sqlalchemy import DateTime, Index, String, insert, select
+from sqlalchemy import DateTime, Index, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from nfp.db import bulk
 from nfp.db.base import Base, utcnow
 from nfp.db.models import BigId
 from nfp.secrets import redact
@@ -34,6 +38,9 @@ ACCESS_DENIED = "access.denied"           # source or target outside the allowli
 TLS_FAILURE = "tls.failure"               # a handshake refused (bad, expired, revoked certificate)
 PKI = "pki"                               # pki.init, pki.issue, pki.revoke, pki.rotate
 ORCHESTRATOR_REQUEST = "orchestrator.request"  # a mutating orchestrator RPC, with its result
+PROXY_REQUEST = "proxy.request"           # a request nfp-proxy forwarded, with the configurator's answer
+AUDIT_START = "audit.start"               # a daemon began auditing (it started)
+AUDIT_STOP = "audit.stop"                 # a daemon stopped auditing (it stopped)
 
 
 class AuditLog(Base):
@@ -92,7 +99,7 @@ def record_many(session, entries: list[dict]) -> None:
     """Insert :func:`entry` values with one statement (a batch of RPC requests)."""
     if entries:
         now = utcnow()
-        session.execute(insert(AuditLog), [{"at": now, **values} for values in entries])
+        bulk.insert_rows(session, AuditLog.__table__, [{"at": now, **values} for values in entries])
 
 
 def record_now(sessionmaker, event: str, audit_file: str = "", **fields: Any) -> None:
@@ -104,6 +111,43 @@ def record_now(sessionmaker, event: str, audit_file: str = "", **fields: Any) ->
     except Exception as exc:  # noqa: BLE001 - logged with the event, never the request
         LOG.error("audit: could not record %s (%s); the request's answer is unchanged",
                   event, exc.__class__.__name__)
+
+
+def record_file(audit_file: str, event: str, **fields: Any) -> None:
+    """:func:`record` for a daemon without a database (``nfp-proxy``): the JSON line
+    only, checked and redacted as a row is. A failure is logged, not raised."""
+    try:
+        write_line(audit_file, AuditLog(at=utcnow(), **entry(event, **fields)))
+    except OSError as exc:
+        LOG.error("audit: could not write %s to %s (%s)", event, audit_file, exc.__class__.__name__)
+
+
+class Sink:
+    """Where one daemon's audit events go: its database's ``audit_log`` (mirrored to
+    ``audit_file`` when set) or, for a daemon with no database, ``audit_file`` alone.
+
+    Parameters:
+        sessionmaker: the daemon's database, or None.
+        audit_file: the JSON-lines file ("" for none; required without a database).
+    """
+
+    def __init__(self, sessionmaker=None, audit_file: str = ""):
+        if sessionmaker is None and not audit_file:
+            raise ValueError("an audit sink needs a database or a file")
+        self.sessions, self.audit_file = sessionmaker, audit_file
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        if self.sessions is not None:
+            record_now(self.sessions, event, self.audit_file, **fields)
+        else:
+            record_file(self.audit_file, event, **fields)
+
+    def daemon(self, event: str, name: str) -> None:
+        """:data:`AUDIT_START` or :data:`AUDIT_STOP` of daemon ``name`` on this host:
+        seed 002 asks that starting and stopping the audit log is itself audited (a
+        gap between a stop and the next start is time nothing was recorded)."""
+        self(event, method=name, source=f"host:{socket.gethostname()}", result="ok",
+             detail=f"{name} pid {os.getpid()} {'started' if event == AUDIT_START else 'stopped'}")
 
 
 def as_dict(row: AuditLog) -> dict:

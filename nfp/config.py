@@ -311,6 +311,14 @@ class ProxyConf(_Section):
     request_timeout: float = Field(default=30.0, gt=0)
     #: longest pause between retries of a request the configurator did not take
     retry_max: float = Field(default=10.0, gt=0)
+    #: the proxy end's audit log (every forwarded request, every refusal, start and
+    #: stop) as JSON lines; empty: ``<state_dir>/proxy/audit.jsonl`` when
+    #: ``audit_database_url`` is empty too
+    audit_file: str = ""
+    #: an nfp database (its schema migrated, e.g. the orchestrator's) whose ``audit_log``
+    #: table gets the proxy's rows instead, so ``nfp audit list`` shows them; empty: none
+    #: (the proxy end usually cannot reach a database from its namespace)
+    audit_database_url: str = ""
 
 
 class LoggingConf(_Section):

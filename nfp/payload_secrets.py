@@ -117,7 +117,10 @@ class Sealer:
     def seal_all(self, payload: Any) -> Any:
         """:meth:`seal`, then once more if the payload declared hidden parameters not
         known before: their values may have come before their declaration. One walk
-        for the payloads that declare none (nearly all)."""
+        for the payloads that declare none (nearly all), and none for a payload whose
+        text holds no word a secret could be found by (:func:`may_hold_secrets`)."""
+        if not self.hidden and not may_hold_secrets(payload):
+            return payload
         sealed = self.seal(payload)
         if self.discovered - self.hidden:
             self.hidden |= self.discovered
@@ -204,6 +207,30 @@ class Sealer:
         name = f"{self.prefix}/{uuid.uuid4().hex[:12]}"
         self.found[name] = value if isinstance(value, str) else json.dumps(value)
         return reference(name)
+
+
+def holds_reference(node: Any) -> bool:
+    """True if ``node`` holds a ``"secret:<name>"`` anywhere (most config holds none,
+    and then nothing needs the secret store)."""
+    if isinstance(node, str):
+        return is_reference(node)
+    if isinstance(node, dict):
+        return any(holds_reference(v) for v in node.values())
+    if isinstance(node, list):
+        return any(holds_reference(item) for item in node)
+    return False
+
+
+def may_hold_secrets(payload: Any) -> bool:
+    """False only when the walk of :class:`Sealer` cannot find anything in ``payload``:
+    its JSON text holds none of the words a secret comes with (:func:`_may_hold_secrets`)
+    and no escape (an escape in a document string could spell one). Intake calls
+    this for every create; the walk costs ten times more."""
+    try:
+        text = json.dumps(payload, default=str)
+    except (TypeError, ValueError):
+        return True
+    return "\\" in text or _may_hold_secrets(text)
 
 
 def reveal(node: Any, get: Callable[[str], str]) -> Any:

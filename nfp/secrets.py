@@ -301,6 +301,17 @@ class SecretStore:
             return list(session.scalars(select(Secret.name).order_by(Secret.name)))
 
 
+def delete_under(session, prefix: str) -> int:
+    """Remove every secret whose name starts with ``prefix`` (``nf/<id>/``) inside the
+    caller's transaction; how many. No key is needed to forget a secret, so the step
+    that removes what referred to them (an NF's delete) removes them in its own commit:
+    a crash leaves both or neither."""
+    from nfp.db.rules import Secret
+    if not prefix:
+        raise SecretError("delete_under: an empty prefix would remove every secret")
+    return session.execute(delete(Secret).where(Secret.name.startswith(prefix, autoescape=True))).rowcount
+
+
 def write_key_file(path: Path, key: Union[bytes, str]) -> None:
     """Replace the key file with ``key`` atomically; the file is 0600 from its first byte."""
     text = key.decode() if isinstance(key, bytes) else key

@@ -16,12 +16,12 @@ import sys
 import time
 from typing import Optional
 
-from nfp import backoff, faults, logs
+from nfp import audit, backoff, faults, logs
 from nfp import config as nfp_config
 from nfp.api.endpoints import OrchestratorEndpoints
 from nfp.db import migrate
 from nfp.db import budget
-from nfp.db.engine import make_engine, make_sessionmaker
+from nfp.db.engine import make_engine, make_sessionmaker, normalise_url
 from nfp.engine.app import Application
 from nfp.engine.supervisor import BootError, Supervisor
 from nfp.rpc.errors import describe
@@ -100,6 +100,8 @@ class OrchestratorService:
         self._signals: list[int] = []
         self.listener = None
         self.supervisor: Optional[Supervisor] = None
+        #: set once ``audit.start`` is recorded; ``stop`` then records ``audit.stop``
+        self.audit: Optional[audit.Sink] = None
 
     # -- start --------------------------------------------------------------
     def prepare(self) -> bool:
@@ -107,7 +109,12 @@ class OrchestratorService:
         Returns False when SIGTERM came while it waited for the database."""
         conf = self.conf
         conf.state_path.mkdir(parents=True, exist_ok=True)
-        self.engine = make_engine(conf.database_url, budget.listener_pool(conf))
+        if normalise_url(conf.database_url).startswith("postgresql"):
+            reads = budget.listener_read_pool(conf)
+            self.engine = make_engine(conf.database_url, budget.listener_pool(conf) - reads)
+            self.read_engine = make_engine(conf.database_url, reads, autocommit=True)
+        else:  # SQLite: one pool (there is no round trip to save)
+            self.engine = self.read_engine = make_engine(conf.database_url, budget.listener_pool(conf))
         self.sessionmaker = make_sessionmaker(self.engine)
         if not self._wait_for_database():
             return False
@@ -160,7 +167,8 @@ class OrchestratorService:
         self.supervisor = Supervisor(self.conf, on_notify=self._notify, app=self.app)
         self.supervisor.start()
         endpoints = OrchestratorEndpoints(self.conf, self.sessionmaker, self.supervisor.dispatch,
-                                          on_batch=self.supervisor.note_intake)
+                                          on_batch=self.supervisor.note_intake,
+                                          read_engine=self.read_engine)
         self.listener = RpcListener(self.conf, endpoints,
                                     topics=[self.conf.rpc.topic, self.conf.rpc.notification_topic],
                                     sessionmaker=self.sessionmaker)  # the notification outbox
@@ -177,6 +185,8 @@ class OrchestratorService:
             from nfp.metrics import serve_metrics
             serve_metrics(self, self.conf.metrics.address, self.conf.metrics.port)
         (self.conf.state_path / "orchestrator.pid").write_text(str(os.getpid()))
+        self.audit = audit.Sink(self.sessionmaker)
+        self.audit.daemon(audit.AUDIT_START, "nfp-orchestrator")
         sd_notify("READY=1")
 
     def _notify(self, event_type: str, payload: dict) -> None:
@@ -217,8 +227,11 @@ class OrchestratorService:
         if self.supervisor is not None:
             # Then: running steps get drain_timeout to finish; the rest stays in the DB.
             self.supervisor.stop(self.conf.orchestrator.drain_timeout)
-        if getattr(self, "engine", None) is not None:
-            self.engine.dispose()
+        if self.audit is not None:
+            self.audit.daemon(audit.AUDIT_STOP, "nfp-orchestrator")
+            self.audit = None
+        for engine in {getattr(self, "engine", None), getattr(self, "read_engine", None)} - {None}:
+            engine.dispose()
         LOG.info("nfp orchestrator stopped")
 
 

@@ -80,9 +80,11 @@ class OrchestratorEndpoints(ReadEndpoints):
     """
 
     def __init__(self, conf, sessionmaker, dispatch: Callable[[list], None],
-                 on_batch: Optional[Callable[[int], None]] = None):
+                 on_batch: Optional[Callable[[int], None]] = None, read_engine=None):
         self.conf = conf
         self.sessionmaker = sessionmaker
+        #: autocommit connections for the hot read (:func:`nfp.db.budget.listener_read_pool`)
+        self.read_engine = read_engine if read_engine is not None else sessionmaker.kw["bind"]
         self.dispatch = dispatch
         self.on_batch = on_batch or (lambda size: None)
         self._secrets = None
@@ -121,8 +123,9 @@ class OrchestratorEndpoints(ReadEndpoints):
         who = tenancy.caller(request.context, self.conf)
         try:
             if request.method == "get_network_function":
-                # the hot read: plain Core on a pooled connection, no ORM session
-                with self.sessionmaker.kw["bind"].connect() as conn:
+                # the hot read: plain Core on a pooled connection, no ORM session,
+                # autocommit where the database has it (one round trip)
+                with self.read_engine.connect() as conn:
                     return Reply(result=self._get_network_function(conn, request.args, who))
             with self.sessionmaker() as session:
                 result = getattr(self, f"_{request.method}")(session, request.args, who)
@@ -207,7 +210,9 @@ class OrchestratorEndpoints(ReadEndpoints):
             taken.add(row["id"])
             rows.append(row)
             guard.store_secrets(session, self.secret_store, found)
-            outcomes[index] = Reply(result=views.nf_dict(SimpleNamespace(**row)))
+            # a cast's answer is never sent: its view is only built for a call
+            outcomes[index] = Reply(result=views.nf_dict(SimpleNamespace(**row)) if req.is_call
+                                    else {"id": row["id"]})
             if req.unique_id:
                 rpc_rows.append({"unique_id": req.unique_id, "method": req.method,
                                  "object_id": row["id"], "created_at": row["created_at"]})

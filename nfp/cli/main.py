@@ -71,12 +71,18 @@ def cli(ctx, config_path, transport_url, database_url, state_dir):
 
 @cli.command()
 @click.option("--workers", type=int, help="worker processes (default: CPU count)")
+@click.option("--all", "all_daemons", is_flag=True,
+              help="also run nfp-configurator and nfp-proxy on this host (a demo of the proxy "
+                   "path: PKI and certificates made when missing, configurator.client: proxy)")
 @click.pass_obj
-def serve(obj: Ctx, workers):
+def serve(obj: Ctx, workers, all_daemons):
     """Run the orchestrator (listener + workers) in the foreground."""
     from nfp.service import serve as run
     if workers is not None:
         obj.overrides.setdefault("orchestrator", {})["workers"] = workers
+    if all_daemons:
+        from nfp.cli.serve_all import serve_all
+        sys.exit(serve_all(obj.conf))
     sys.exit(run(obj.conf, obj.config_path, obj.overrides))
 
 

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Optional
 
+from nfp import audit
 from nfp import config as nfp_config
 from nfp import logs
 from nfp.configurator.api import create_app
@@ -62,6 +63,8 @@ class ConfiguratorDaemon:
         self.reloader: Optional[TlsReloader] = None
         self._thread: Optional[threading.Thread] = None
         self.engine = None
+        #: set once ``audit.start`` is recorded; ``stop`` then records ``audit.stop``
+        self.audit: Optional[audit.Sink] = None
 
     def start(self) -> None:
         import uvicorn
@@ -100,6 +103,8 @@ class ConfiguratorDaemon:
             time.sleep(0.05)
         if self.reloader:
             self.reloader.start()
+        self.audit = audit.Sink(self.sessionmaker, svc.audit_file)
+        self.audit.daemon(audit.AUDIT_START, "nfp-configurator")
         LOG.info("nfp configurator ready: %s://%s:%d, %d workers, database %s",
                  "https" if ssl_ctx else "http", svc.address, self.port, conf.worker_count,
                  self.engine.url.render_as_string(hide_password=True))
@@ -139,6 +144,9 @@ class ConfiguratorDaemon:
             self.reloader.stop()
         if self.supervisor is not None:
             self.supervisor.stop(self.conf.orchestrator.drain_timeout)
+        if self.audit is not None:
+            self.audit.daemon(audit.AUDIT_STOP, "nfp-configurator")
+            self.audit = None
         if self.engine is not None:
             self.engine.dispose()
         LOG.info("nfp configurator stopped")

@@ -32,9 +32,17 @@ def _pools(conf) -> int:
 
 
 def listener_pool(conf) -> int:
+    """The listener's connections, its read pool (:func:`listener_read_pool`) included."""
     if conf.database.host_connections:
         return LISTENER_POOL_BUDGETED
     return conf.database.pool_size
+
+
+def listener_read_pool(conf) -> int:
+    """The part of :func:`listener_pool` its read threads use: an autocommit pool,
+    so a one-statement read makes one round trip instead of three (BEGIN, SELECT,
+    ROLLBACK). At most half the listener's pool; the intake keeps the rest."""
+    return max(1, min(conf.rpc.read_threads, listener_pool(conf) // 2))
 
 
 def worker_pool(conf) -> int:

@@ -21,9 +21,11 @@ def normalise_url(url: str) -> str:
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
 
 
-def make_engine(url: str, pool_size: int = 10, echo: bool = False) -> Engine:
+def make_engine(url: str, pool_size: int = 10, echo: bool = False, autocommit: bool = False) -> Engine:
     """Create an engine. SQLite gets WAL and a busy timeout so listener and
-    workers (separate processes) can write to one file."""
+    workers (separate processes) can write to one file. ``autocommit`` (PostgreSQL;
+    ignored on SQLite) makes every statement its own transaction, for reads of one
+    statement: set on the engine, it costs nothing per checkout."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         path = make_url(url).database or ""
@@ -52,8 +54,9 @@ def make_engine(url: str, pool_size: int = 10, echo: bool = False) -> Engine:
         return engine
     # bounded: no overflow, so a host's connections are what nfp.db.budget says;
     # a thread finding the pool empty waits for a connection (a timeout is transient)
+    isolation = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=0, pool_timeout=60,
-                         pool_pre_ping=False, pool_recycle=1800,
+                         pool_pre_ping=False, pool_recycle=1800, **isolation,
                          connect_args={"application_name": f"nfp-{os.getpid()}",
                                        # A session whose client vanished mid-transaction (a
                                        # partition, a half-open connection) would hold its row

@@ -10,14 +10,23 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, select, update
 
+from nfp.db import bulk
 from nfp.db.models import (NetworkFunction, NetworkFunctionDevice, NetworkFunctionInstance,
                            PortInfo, RpcRequest)
 from nfp.flows import DeviceStatus, InstanceStatus, set_device_status, set_instance_status
 
 NF = NetworkFunction.__table__
 NFD = NetworkFunctionDevice.__table__
+NFI = NetworkFunctionInstance.__table__
+
+#: what :func:`nfp.api.views.nf_dict` shows of an NF
+VIEW_COLUMNS = ("id", "name", "description", "tenant_id", "service_id", "service_chain_id",
+                "service_profile_id", "service_config", "config_policy_id", "status",
+                "status_description", "service_type", "service_vendor", "device_type", "degraded",
+                "degraded_reason", "created_at", "updated_at")
+_VIEW_ROW = select(*(NF.c[name] for name in VIEW_COLUMNS)).where(NF.c.id == bindparam("nf_id"))
 
 #: columns callers may filter ``get_network_functions`` by
 NF_FILTER_COLUMNS = frozenset({"id", "name", "tenant_id", "service_id", "service_chain_id",
@@ -37,8 +46,9 @@ class NetworkFunctionRepository:
 
     @staticmethod
     def row(conn, nf_id: str):
-        """The NF as a plain Core row (the hot read path: no ORM identity map)."""
-        return conn.execute(select(NF).where(NF.c.id == nf_id)).first()
+        """The NF as a plain Core row with the columns of its RPC view (the hot
+        read: no ORM identity map, one statement built once, no large columns)."""
+        return conn.execute(_VIEW_ROW, {"nf_id": nf_id}).first()
 
     @staticmethod
     def existing_ids(session, ids: Iterable[str]) -> set[str]:
@@ -48,7 +58,7 @@ class NetworkFunctionRepository:
     def insert_many(session, rows: list[dict]) -> None:
         """Insert validated rows with one statement, after anything the ORM holds."""
         session.flush()
-        session.execute(insert(NF), rows)
+        bulk.insert_rows(session, NF, rows)
 
     @staticmethod
     def find(session, filters: dict[str, list]) -> list[NetworkFunction]:
@@ -128,14 +138,31 @@ class DeviceRepository:
         return list(session.scalars(stmt.order_by(NetworkFunctionDevice.id)))
 
     @staticmethod
-    def reserve(session, device_id: str, need: int) -> bool:
-        """Take ``need`` interfaces and a reference if the device still has room."""
+    def reserve(session, device_id: str, need: int, nfi_id: str) -> Optional[str]:
+        """Link instance ``nfi_id`` to the device and take ``need`` interfaces and a
+        reference, if the device still has room and the instance is not linked yet.
+
+        Returns ``"reserved"``, ``"linked"`` (the instance already holds a device: a
+        step of the same NF that ran elsewhere got there first) or None (no room).
+        The device row is the one row every NF sharing the device updates, and its
+        lock lasts until the caller commits: it is taken by the last statement, so
+        a caller that commits at once holds it for that statement and the commit.
+        """
+        linked = session.execute(
+            update(NFI).where(NFI.c.id == nfi_id, NFI.c.network_function_device_id.is_(None))
+            .values(network_function_device_id=device_id, interfaces_held=need))
+        if linked.rowcount != 1:
+            return "linked"
         res = session.execute(
             update(NFD).where(NFD.c.id == device_id, NFD.c.interfaces_in_use + need <= NFD.c.max_interfaces,
                               NFD.c.status == DeviceStatus.ACTIVE.value)
             .values(interfaces_in_use=NFD.c.interfaces_in_use + need,
                     reference_count=NFD.c.reference_count + 1))
-        return res.rowcount == 1
+        if res.rowcount == 1:
+            return "reserved"
+        session.execute(update(NFI).where(NFI.c.id == nfi_id)  # still locked by us: undo the link
+                        .values(network_function_device_id=None, interfaces_held=0))
+        return None
 
     @staticmethod
     def release(session, device_id: str, held: int) -> None:
@@ -196,7 +223,7 @@ class RpcRequestRepository:
     @staticmethod
     def insert_many(session, rows: list[dict]) -> None:
         if rows:
-            session.execute(insert(RpcRequest.__table__), rows)
+            bulk.insert_rows(session, RpcRequest.__table__, rows)
 
 
 network_functions = NetworkFunctionRepository()

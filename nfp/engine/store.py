@@ -11,8 +11,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 
+from nfp.db import bulk
 from nfp.db.leases import BUCKETS
 from nfp.db.models import Event, EventStatus
 from nfp import clock
@@ -45,8 +46,8 @@ def _row(spec: EventSpec, generation: int, now: dt.datetime, status: str,
 def _insert(conn, rows: list[dict]) -> list[Ref]:
     if not rows:
         return []
-    stmt = insert(T).returning(T.c.id, T.c.key, T.c.key_hash, T.c.due_at, T.c.type, sort_by_parameter_order=True)
-    return [Ref(*r) for r in conn.execute(stmt, rows)]
+    return [Ref(*r) for r in bulk.insert_rows(conn, T, rows, (T.c.id, T.c.key, T.c.key_hash,
+                                                                T.c.due_at, T.c.type))]
 
 
 def add(conn, items: Iterable[EventSpec | Graph], generation: int = 0,

@@ -8,7 +8,9 @@ the start), then the agent consumes and the notifier polls, then ``READY=1``.
 Stop order (SIGTERM): the agent stops consuming (the request in hand stays
 unacked and is redelivered), the notifier finishes its pass, the proxy end
 finishes the requests in hand. No state lives here: the broker holds unsent
-requests and the configurator holds undelivered notifications.
+requests and the configurator holds undelivered notifications. Its audit log
+(the proxy end's requests and refusals, and ``audit.start``/``audit.stop`` of
+every role) is JSON lines, or rows in ``proxy.audit_database_url``.
 """
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ import threading
 import time
 from typing import Optional
 
+from nfp import audit
 from nfp import config as nfp_config
 from nfp import logs
 from nfp.engine.supervisor import BootError
 from nfp.proxy.agent import Agent
-from nfp.proxy.forwarder import create_app, prepare_socket
+from nfp.proxy.forwarder import create_app, peer_protocol, prepare_socket
 from nfp.proxy.http import ConfiguratorHttp, configurator_https, socket_path, unix_pool
 from nfp.proxy.notifier import Notifier
 from nfp.service import EXIT_CONFIG, run_until_signalled, sd_notify
@@ -56,14 +59,20 @@ class ProxyDaemon:
         self.agent: Optional[Agent] = None
         self.notifier: Optional[Notifier] = None
         self._thread: Optional[threading.Thread] = None
+        self.audit: Optional[audit.Sink] = None
+        self._audit_engine = None
+        self._audited = False
 
     def start(self) -> None:
+        self._start_audit()
         if self.role in ("proxy", "all"):
             self._start_proxy_end()
         if self.role in ("agent", "all"):
             self._start_agent()
         LOG.info("nfp-proxy ready (%s): socket %s%s", self.role, self.socket,
                  f", configurator {self.conf.proxy.configurator_url}" if self.upstream else "")
+        self.audit.daemon(audit.AUDIT_START, f"nfp-proxy ({self.role})")
+        self._audited = True
         sd_notify("READY=1")
 
     def _start_proxy_end(self) -> None:
@@ -74,8 +83,14 @@ class ProxyDaemon:
                                                px.request_timeout)
         except ValueError as exc:  # no certificate, no token key, not an https URL
             raise BootError(f"proxy: {exc}") from None
+        from nfp.pki import Pki, subject_of
+        try:
+            subject = subject_of(Pki.from_conf(self.conf).cert_path(px.cert_name))
+        except (OSError, ValueError):
+            subject = ""  # configurator_https loaded it just now; a race with rotate
         prepare_socket(self.socket)
-        config = uvicorn.Config(create_app(self.upstream), uds=self.socket, lifespan="off",
+        app = create_app(self.upstream, self.audit, {"cert_subject": subject, "token_subject": px.cert_name})
+        config = uvicorn.Config(app, uds=self.socket, lifespan="off", http=peer_protocol(),
                                 log_config=None, access_log=False)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="proxy-end", daemon=True)
@@ -85,6 +100,18 @@ class ProxyDaemon:
                 raise BootError(f"proxy.socket: cannot listen on {self.socket}")
             time.sleep(0.05)
         os.chmod(self.socket, 0o600)  # uvicorn makes it 0666
+
+    def _start_audit(self) -> None:
+        """The proxy end's audit sink: ``proxy.audit_database_url``'s ``audit_log`` if
+        set, else JSON lines in ``proxy.audit_file`` (see etc/nfp.yaml)."""
+        px = self.conf.proxy
+        sessionmaker = None
+        if px.audit_database_url:
+            from nfp.db.engine import make_engine, make_sessionmaker
+            self._audit_engine = make_engine(px.audit_database_url, 2)
+            sessionmaker = make_sessionmaker(self._audit_engine)
+        path = px.audit_file or ("" if sessionmaker else str(self.conf.state_path / "proxy" / "audit.jsonl"))
+        self.audit = audit.Sink(sessionmaker, path)
 
     def _start_agent(self) -> None:
         from nfp.rpc.client import RpcClient
@@ -127,6 +154,11 @@ class ProxyDaemon:
             self._thread.join(15)
         if self.upstream is not None:
             self.upstream.close()
+        if self._audited:
+            self.audit.daemon(audit.AUDIT_STOP, f"nfp-proxy ({self.role})")
+            self._audited = False
+        if self._audit_engine is not None:
+            self._audit_engine.dispose()
         LOG.info("nfp-proxy stopped (%s)", self.role)
 
 

@@ -183,6 +183,9 @@ def test_payload_secrets_are_sealed_everywhere(tmp_path, pg_url, rabbit_url):
                 assert time.monotonic() < end, "no nfp.network_function.create.end notification"
                 time.sleep(0.2)
             stored = dump(pg_url)
+            # kept, encrypted, under the NF's names: every secret can be read back
+            kept = secrets_of(harness, pg_url, nf_id)
+            assert set(S.values()) <= set(kept.values())
             rpc.call(ADMIN, "delete_network_function", network_function_id=nf_id)
             end = time.monotonic() + WAIT
             while rpc.call(ADMIN, "get_network_function", network_function_id=nf_id) is not None:
@@ -198,12 +201,16 @@ def test_payload_secrets_are_sealed_everywhere(tmp_path, pg_url, rabbit_url):
         for where, haystack in (("database", database), ("log", logs), ("notifications", published),
                                 ("get_* answers", answers)):
             assert value not in haystack, f"{label} found in the {where}"
-    # kept, encrypted, under the NF's names: every secret can be read back
-    engine = create_engine(pg_url)
+    # and they end with their NF
+    assert secrets_of(harness, pg_url, nf_id) == {}
+
+
+def secrets_of(harness, db_url: str, nf_id: str) -> dict[str, str]:
+    """The secrets stored under the NF's names, decrypted."""
+    engine = create_engine(db_url)
     try:
         store = SecretStore(make_sessionmaker(engine), load_key(harness.conf))
-        names = [n for n in store.names() if n.startswith(f"nf/{nf_id}/")]
-        assert set(S.values()) <= {store.get(n) for n in names}
+        return {n: store.get(n) for n in store.names() if n.startswith(f"nf/{nf_id}/")}
     finally:
         engine.dispose()
 

@@ -7,6 +7,11 @@ drivers inside the worker process: each ``config[]`` element is validated with
 REST and proxy clients (to a remote ``nfp-configurator``) implement the same
 interface.
 
+Secrets sealed at intake (:mod:`nfp.payload_secrets`) travel as ``"secret:<name>"``
+references in the stored config; the direct client reveals them (:meth:`reveal`)
+just before each driver call and nowhere else, so the device gets the value while
+the NF's row, its notifications and the logs keep the reference.
+
 :meth:`ConfiguratorClient.diff` is the read-only twin of ``configure``: the
 structured diff of each element against the device (the convergence core's
 compare), changing nothing. The direct client owns the drivers it creates and
@@ -15,17 +20,21 @@ forwards ``setup``/``start``/``stop`` to them.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Optional
 
+from nfp import payload_secrets
 from nfp.drivers.component import DriverContext
 from nfp.drivers.config.base import (ConfigDriver, ConfigError, ConfigRequest, ConfigResult,
                                      ConfigStatus, DeviceTarget)
 from nfp.drivers.config.core import Diff
+from nfp.exceptions import NotFound
 from nfp.resources import ResourceError, parse_resource
+from nfp.secrets import SecretError, SecretStore, load_key
 
 LOG = logging.getLogger(__name__)
 #: resources that are the service itself: a driver that leaves one unhandled fails the
@@ -88,6 +97,7 @@ class DirectConfiguratorClient(ConfiguratorClient):
         self._lock = threading.Lock()
         self._context: Optional[DriverContext] = None
         self._started = False
+        self._secrets: Optional[SecretStore] = None
 
     # -- lifecycle: forwarded to every driver this client created ---------------
     def setup(self, context: DriverContext) -> None:
@@ -150,6 +160,41 @@ class DirectConfiguratorClient(ConfiguratorClient):
                           f"no entry point in {GROUP}, no configurator.vendor_aliases entry, and no "
                           f"dictionary for {vendor!r} ({catalog.describe()})")
 
+    def reveal(self, data, seen: Optional[dict] = None):
+        """``data`` with every ``"secret:<name>"`` reference (what intake sealed, or a
+        secret an operator named) replaced by its value, for the driver call only: the
+        caller's element, the stored NF and its notifications keep the reference.
+        Values read are registered with the log redactor (:meth:`SecretStore.get`).
+        SecretError (naming the secret) when one cannot be read: fail closed rather
+        than push the reference text to a device as if it were the value. ``seen``
+        collects ``{value: reference}`` of what was revealed (:func:`_masked`)."""
+        if not payload_secrets.holds_reference(data):
+            return data
+        store = self._secret_store()
+
+        def get(name: str) -> str:
+            value = store.get(name)
+            if seen is not None:
+                seen[value] = payload_secrets.reference(name)
+            return value
+        try:
+            return payload_secrets.reveal(data, get)
+        except NotFound as exc:
+            raise SecretError(f"{exc}; the element refers to it") from None
+
+    def _secret_store(self) -> SecretStore:
+        with self._lock:
+            if self._secrets is None:
+                given = self._context.secrets if self._context is not None else None
+                if given is None:
+                    if self._context is None or self._context.sessionmaker is None:
+                        raise SecretError("a secret reference needs the secret store, and this "
+                                          "configurator client has no database")
+                    given = SecretStore(self._context.sessionmaker, load_key(self.conf),
+                                        reload_key=lambda: load_key(self.conf))
+                self._secrets = given
+            return self._secrets
+
     def configure(self, operation, service_type, config, device, nf_id=None, tenant_id=None,
                   repair=False):
         results = []
@@ -158,6 +203,10 @@ class DirectConfiguratorClient(ConfiguratorClient):
                 resource, data = _parsed(index, element)
             except ResourceError as exc:
                 return ConfigOutcome(False, str(exc), results)
+            try:
+                data = self.reveal(data)
+            except SecretError as exc:  # names the secret, never a value
+                return ConfigOutcome(False, f"{resource}: {exc}", results)
             try:
                 driver = self.driver(service_type, device.service_vendor)
                 result = driver.apply(ConfigRequest(operation, service_type, resource, data,
@@ -185,11 +234,39 @@ class DirectConfiguratorClient(ConfiguratorClient):
                 resource, data = _parsed(index, element)
             except ResourceError as exc:
                 raise ConfigError(str(exc)) from None
+            seen: dict[str, str] = {}
+            try:
+                data = self.reveal(data, seen)  # else a device holding the value always "drifts"
+            except SecretError as exc:
+                raise ConfigError(f"{resource}: {exc}") from None
             driver = self.driver(service_type, device.service_vendor)
-            found = driver.diff(ConfigRequest("update", service_type, resource, data, device, nf_id))
+            found = _masked(driver.diff(ConfigRequest("update", service_type, resource, data, device,
+                                                      nf_id)), seen)
             diffs.append(found if found is not None else Diff(
                 resource, compared=False, note=f"the {device.service_vendor} driver does not compare {resource}"))
         return diffs
+
+
+def _masked(found: Optional[Diff], seen: dict[str, str]) -> Optional[Diff]:
+    """``found`` with each revealed value (both sides: the device holds it too) put
+    back as its reference: diffs are shown (``nfp nf diff``), stored
+    (``reconciliation_log``) and adopted into the NF's config."""
+    if found is None or not seen:
+        return found
+
+    def mask(node):
+        if isinstance(node, str):
+            return seen.get(node, node)
+        if isinstance(node, dict):
+            return {k: mask(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [mask(v) for v in node]
+        return node
+
+    for changes in (found.to_add, found.to_change, found.to_remove):
+        changes[:] = [dataclasses.replace(c, desired=mask(c.desired), actual=mask(c.actual))
+                      for c in changes]
+    return found
 
 
 def _parsed(index: int, element) -> tuple:

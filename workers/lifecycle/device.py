@@ -38,9 +38,11 @@ def allocate(step) -> Outcome:
         chosen = driver.select_network_function_device(candidates, data)
         if chosen is None:
             break
-        if devices.reserve(step.session, chosen["id"], need):
-            nfi.network_function_device_id, nfi.interfaces_held = chosen["id"], need
-            return done({"device_id": chosen["id"], "shared": True})
+        taken = devices.reserve(step.session, chosen["id"], need, nfi.id)
+        if taken is not None:
+            # commit at once: every NF sharing the device waits for its row's lock
+            step.checkpoint()
+            return done({"device_id": chosen["id"], "shared": True} if taken == "reserved" else None)
         candidates = [c for c in candidates if c["id"] != chosen["id"]]
     step.checkpoint()  # no transaction held while the driver creates a device
     created = driver.create_network_function_device(data)

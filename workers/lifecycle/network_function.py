@@ -19,6 +19,7 @@ from nfp.flows import (OP_STATUS, DeviceStatus, InstanceStatus, NFStatus, set_de
                        set_instance_status, set_nf_status)
 from nfp.desired import desired_config
 from nfp.heat.translate import HeatError
+from nfp.secrets import delete_under
 from nfp.workers.configurator.remote import configure_step
 from nfp.workers.lifecycle.driver_data import target
 
@@ -230,7 +231,9 @@ def unconfigure_service(step) -> Outcome:
 
 
 def delete_done(step) -> Outcome:
-    """Remove the NF, its instance and port records."""
+    """Remove the NF, its instance and port records, and the secrets sealed from its
+    payloads (``nf/<id>/…``, :mod:`nfp.payload_secrets`): nothing refers to them once
+    the NF is gone, and they go in the same transaction as its rows."""
     nf = network_functions.get(step.session, step.scope)
     if nf is None:
         return done()
@@ -239,5 +242,7 @@ def delete_done(step) -> Outcome:
         instances.delete_with_ports(step.session, nfi)
     payload = {"network_function_id": nf.id, "tenant_id": nf.tenant_id}
     network_functions.delete(step.session, nf)
-    LOG.info("NF %s deleted", payload["network_function_id"])
+    sealed = delete_under(step.session, f"nf/{nf.id}/")
+    LOG.info("NF %s deleted%s", payload["network_function_id"],
+             f" with its {sealed} sealed secret(s)" if sealed else "")
     return done(notify=[("nfp.network_function.delete.end", payload)])

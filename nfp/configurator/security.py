@@ -93,8 +93,9 @@ def client_ssl_context(ca_file, cert_file=None, key_file=None) -> ssl.SSLContext
 
 
 class TlsReloader:
-    """Reloads the server certificate and the CRL into a live context when their files
-    change. A pair that does not load (a rotation half done) keeps the old one."""
+    """Reloads a certificate and the CRL (for a client: the CA file) into a live
+    context when their files change; new handshakes use them. A pair that does not
+    load (a rotation half done) keeps the old one."""
 
     def __init__(self, ctx: ssl.SSLContext, paths: dict[str, Path], interval: float):
         self.ctx, self.paths, self.interval = ctx, paths, interval
@@ -127,7 +128,7 @@ class TlsReloader:
                         "retrying in %.0f s", exc.__class__.__name__, self.interval)
             return False
         self._seen = now
-        LOG.info("configurator TLS: reloaded %s for new connections", ", ".join(sorted(changed)))
+        LOG.info("TLS: reloaded %s for new connections", ", ".join(sorted(changed)))
         return True
 
     def start(self) -> None:

@@ -128,7 +128,11 @@ class ProxyDaemon:
         return run_until_signalled(self)
 
     def reload(self) -> None:
-        LOG.info("SIGHUP: nfp-proxy reads its certificate at start; restart it after `nfp pki rotate`")
+        """SIGHUP: the client certificate is reloaded as its files change; check now."""
+        LOG.info("SIGHUP: the TLS client certificate is reloaded as it changes; other settings "
+                 "need a restart")
+        if self.upstream is not None and self.upstream.reloader is not None:
+            self.upstream.reloader.check()
 
     def halt_reason(self) -> Optional[str]:
         if self._thread is not None and not self._thread.is_alive():

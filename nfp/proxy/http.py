@@ -76,10 +76,12 @@ class ConfiguratorHttp:
     Parameters:
         pool: a urllib3 connection pool (:func:`https_pool` or :func:`unix_pool`); owned.
         token: ``() -> str`` a fresh bearer token per request, or None (the proxy end adds it).
+        reloader: a started :class:`nfp.configurator.security.TlsReloader` of the pool's
+            client certificate; owned (stopped by :meth:`close`).
     """
 
-    def __init__(self, pool, token: Optional[Callable[[], str]] = None):
-        self.pool, self.token = pool, token
+    def __init__(self, pool, token: Optional[Callable[[], str]] = None, reloader=None):
+        self.pool, self.token, self.reloader = pool, token, reloader
 
     def post(self, method: str, body: dict, request_id: str) -> dict:
         """POST ``/v1/nfp/<method>``; the configurator's ``{request_id, status}``."""
@@ -111,6 +113,8 @@ class ConfiguratorHttp:
         return decode(response.status, response.data)
 
     def close(self) -> None:
+        if self.reloader is not None:
+            self.reloader.stop()
         self.pool.close()
 
 
@@ -132,8 +136,11 @@ def decode(status: int, data: bytes):
 def configurator_https(conf, url: str, cert_name: str, timeout: float) -> ConfiguratorHttp:
     """The configurator at ``url`` as ``cert_name``: nfp's CA checks the server, the
     certificate ``cert_name`` (``nfp pki issue``) identifies this client, and every
-    request carries a fresh token (subject ``cert_name``, unique ``jti``)."""
-    from nfp.configurator.security import client_ssl_context, jwt_key, mint_token
+    request carries a fresh token (subject ``cert_name``, unique ``jti``). The
+    certificate and the CA are reloaded into the live context when their files change
+    (``nfp pki rotate``), every ``configurator_service.tls.reload_interval`` s, so
+    new connections present the renewed certificate before the old one expires."""
+    from nfp.configurator.security import TlsReloader, client_ssl_context, jwt_key, mint_token
     from nfp.pki import Pki
 
     pki = Pki.from_conf(conf)
@@ -145,8 +152,12 @@ def configurator_https(conf, url: str, cert_name: str, timeout: float) -> Config
                          f"`nfp pki issue {cert_name}`") from None
     secret, j = jwt_key(conf), conf.configurator_service.jwt
     ttl = min(60, j.max_ttl)
+    # the client has no CRL: "crl" is the CA file, reloaded as a trust store
+    reloader = TlsReloader(ctx, {"cert": cert, "key": key, "crl": pki.ca_cert_path},
+                           conf.configurator_service.tls.reload_interval)
+    reloader.start()
     return ConfiguratorHttp(https_pool(url, ctx, timeout),
-                            lambda: mint_token(secret, cert_name, j.audience, j.issuer, ttl=ttl))
+                            lambda: mint_token(secret, cert_name, j.audience, j.issuer, ttl=ttl), reloader)
 
 
 def socket_path(conf) -> str:

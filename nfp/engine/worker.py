@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import multiprocessing
 import os
 import queue
 import signal
@@ -82,12 +83,18 @@ class WorkerArgs:
 
 
 def _die_with_parent() -> None:
-    """Ask the kernel to SIGKILL us when the listener dies (even by kill -9)."""
+    """Ask the kernel to SIGKILL us when the listener dies (even by kill -9). A
+    listener killed between spawning us and this call would leave us running
+    unsupervised (seen after chaos tests: a health monitor probing on under init),
+    so a parent already gone ends us here."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)
 
 
 class Worker:

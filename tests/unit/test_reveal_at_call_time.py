@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import json
 
+import pytest
+
 from nfp.config import NfpConfig
 from nfp.db import migrate
 from nfp.db.engine import make_engine, make_sessionmaker
@@ -21,7 +23,9 @@ from nfp.workers.configurator.client import DirectConfiguratorClient
 DEVICE = DeviceTarget(id="mem-1", mgmt_ip_address="127.0.0.1", service_vendor="memory")
 
 
-def _client(tmp_path):
+@pytest.fixture
+def direct(tmp_path):
+    """A started direct client on a fresh database, and that database's secret store."""
     conf = NfpConfig(state_dir=str(tmp_path))
     migrate.upgrade(conf.database_url)
     engine = make_engine(conf.database_url)
@@ -29,7 +33,11 @@ def _client(tmp_path):
     client = DirectConfiguratorClient(conf)
     client.setup(DriverContext(conf=conf, sessionmaker=sessions))
     client.start()
-    return client, SecretStore(sessions, load_key(conf)), engine
+    try:
+        yield client, SecretStore(sessions, load_key(conf))
+    finally:
+        client.stop()
+        engine.dispose()
 
 
 def _config(description: str) -> list[dict]:
@@ -37,53 +45,41 @@ def _config(description: str) -> list[dict]:
         {"name": "web", "protocol": "tcp", "destination_port": 80, "description": description}]}}]
 
 
-def test_a_reference_is_revealed_for_the_device_only(tmp_path):
-    client, store, engine = _client(tmp_path)
-    try:
-        store.put("nf/nf-1/abc", "s3cret-value")
-        config = _config("secret:nf/nf-1/abc")
-        sent = copy.deepcopy(config)
-        outcome = client.configure("create", "firewall", config, DEVICE, "nf-1")
-        assert outcome.ok, outcome.error
-        [rule] = read_device(tmp_path, DEVICE.id)["nf-1"]["firewall"]["rules"]
-        assert rule["description"] == "s3cret-value"
-        assert config == sent  # the caller's (stored) elements keep the reference
-        [diff] = client.diff("firewall", config, DEVICE, "nf-1")
-        assert diff.compared and diff.empty, diff
-    finally:
-        client.stop()
-        engine.dispose()
+def test_a_reference_is_revealed_for_the_device_only(tmp_path, direct):
+    client, store = direct
+    store.put("nf/nf-1/abc", "s3cret-value")
+    config = _config("secret:nf/nf-1/abc")
+    sent = copy.deepcopy(config)
+    outcome = client.configure("create", "firewall", config, DEVICE, "nf-1")
+    assert outcome.ok, outcome.error
+    [rule] = read_device(tmp_path, DEVICE.id)["nf-1"]["firewall"]["rules"]
+    assert rule["description"] == "s3cret-value"
+    assert config == sent  # the caller's (stored) elements keep the reference
+    [diff] = client.diff("firewall", config, DEVICE, "nf-1")
+    assert diff.compared and diff.empty, diff
 
 
-def test_a_reference_that_does_not_resolve_fails_closed(tmp_path):
-    client, _, engine = _client(tmp_path)
-    try:
-        outcome = client.configure("create", "firewall", _config("secret:nf/nf-1/missing"), DEVICE, "nf-1")
-        assert not outcome.ok
-        assert "nf/nf-1/missing" in outcome.error and outcome.error.startswith("firewall:")
-        assert read_device(tmp_path, DEVICE.id) == {}  # nothing reached the device
-    finally:
-        client.stop()
-        engine.dispose()
+def test_a_reference_that_does_not_resolve_fails_closed(tmp_path, direct):
+    client, _ = direct
+    outcome = client.configure("create", "firewall", _config("secret:nf/nf-1/missing"), DEVICE, "nf-1")
+    assert not outcome.ok
+    assert "nf/nf-1/missing" in outcome.error and outcome.error.startswith("firewall:")
+    assert read_device(tmp_path, DEVICE.id) == {}  # nothing reached the device
 
 
-def test_a_drift_diff_shows_the_reference_not_the_value(tmp_path):
-    client, store, engine = _client(tmp_path)
-    try:
-        store.put("nf/nf-1/abc", "s3cret-value")
-        config = _config("secret:nf/nf-1/abc")
-        assert client.configure("create", "firewall", config, DEVICE, "nf-1").ok
-        held = read_device(tmp_path, DEVICE.id)["nf-1"]["firewall"]
-        held["rules"][0]["destination_port"] = "81"  # someone changed the device
-        write_element(tmp_path, DEVICE.id, "nf-1", "firewall", held)
-        [diff] = client.diff("firewall", config, DEVICE, "nf-1")
-        [change] = diff.to_change
-        shown = json.dumps(diff.to_dict())
-        assert "s3cret-value" not in shown
-        assert change.desired["description"] == change.actual["description"] == "secret:nf/nf-1/abc"
-    finally:
-        client.stop()
-        engine.dispose()
+def test_a_drift_diff_shows_the_reference_not_the_value(tmp_path, direct):
+    client, store = direct
+    store.put("nf/nf-1/abc", "s3cret-value")
+    config = _config("secret:nf/nf-1/abc")
+    assert client.configure("create", "firewall", config, DEVICE, "nf-1").ok
+    held = read_device(tmp_path, DEVICE.id)["nf-1"]["firewall"]
+    held["rules"][0]["destination_port"] = "81"  # someone changed the device
+    write_element(tmp_path, DEVICE.id, "nf-1", "firewall", held)
+    [diff] = client.diff("firewall", config, DEVICE, "nf-1")
+    [change] = diff.to_change
+    shown = json.dumps(diff.to_dict())
+    assert "s3cret-value" not in shown
+    assert change.desired["description"] == change.actual["description"] == "secret:nf/nf-1/abc"
 
 
 def test_the_configurator_tier_fails_a_reference_it_cannot_resolve(tmp_path):

@@ -235,8 +235,15 @@ class Pki:
         index = self.index()
         index["crl_number"] = int(index.get("crl_number", 0)) + 1
         now = _now()
+        # a reloaded CRL is added next to the one a live TLS context holds, and OpenSSL
+        # uses the most recent by lastUpdate (whole seconds): two CRLs published within
+        # one second would tie, and the older one could win. So it strictly increases.
+        last = now - dt.timedelta(minutes=1)
+        if index.get("crl_last_update"):
+            last = max(last, dt.datetime.fromisoformat(index["crl_last_update"]) + dt.timedelta(seconds=1))
+        index["crl_last_update"] = last.replace(microsecond=0).isoformat()
         builder = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
-                   .last_update(now - dt.timedelta(minutes=1))
+                   .last_update(last)
                    .next_update(now + dt.timedelta(days=self.cert_days))
                    .add_extension(x509.CRLNumber(index["crl_number"]), critical=False)
                    .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),

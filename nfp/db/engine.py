@@ -17,6 +17,36 @@ def normalise_url(url: str) -> str:
     return url
 
 
+#: ``Connection.info`` key set once the current transaction has written (see :func:`wrote`)
+_WROTE = "nfp_wrote"
+_WRITES = ("INSERT", "UPDATE", "DELETE", "WITH", "MERGE")
+
+
+def _track_writes(engine: Engine) -> None:
+    """Note on the connection when its transaction runs a writing statement, so a
+    mid-step commit (:meth:`nfp.engine.step.Step.checkpoint`) can be fenced only
+    when it would change something."""
+    @event.listens_for(engine, "before_cursor_execute")
+    def _note(conn, _cursor, statement, _params, _context, _many):
+        if statement.lstrip()[:6].upper().startswith(_WRITES):
+            conn.info[_WROTE] = True
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _reset(conn):
+        conn.info.pop(_WROTE, None)
+
+
+def wrote(session) -> bool:
+    """Has ``session``'s open transaction written anything (pending ORM changes
+    included)? False outside a transaction."""
+    if not session.in_transaction():
+        return False
+    if session.new or session.dirty or session.deleted:
+        return True
+    return bool(session.connection().info.get(_WROTE))
+
+
 #: PostgreSQL ends a session idle inside a transaction this long (ms)
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
 
@@ -51,11 +81,12 @@ def make_engine(url: str, pool_size: int = 10, echo: bool = False, autocommit: b
             # IMMEDIATE takes the write lock up front: no deadlock upgrading a read lock
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+        _track_writes(engine)
         return engine
     # bounded: no overflow, so a host's connections are what nfp.db.budget says;
     # a thread finding the pool empty waits for a connection (a timeout is transient)
     isolation = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
-    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=0, pool_timeout=60,
+    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=0, pool_timeout=60,
                          pool_pre_ping=False, pool_recycle=1800, **isolation,
                          connect_args={"application_name": f"nfp-{os.getpid()}",
                                        # A session whose client vanished mid-transaction (a
@@ -67,6 +98,9 @@ def make_engine(url: str, pool_size: int = 10, echo: bool = False, autocommit: b
                                        # session after a minute.
                                        "options": _pg_options(url)}
                          if url.startswith("postgresql") else {})
+    if not autocommit:
+        _track_writes(engine)
+    return engine
 
 
 def _pg_options(url: str) -> str:

@@ -21,7 +21,10 @@ BUCKETS = 64
 
 
 class EngineMember(Base):
-    """One worker process slot of one host (``host/index``), with its heartbeat."""
+    """One worker process slot of one host (``host/index``), with its heartbeat and
+    the identity of the machine running it (:func:`nfp.engine.leases.machine_id`):
+    a second machine configured with the same ``rpc.host`` is refused while the
+    first one beats."""
 
     __tablename__ = "engine_members"
 
@@ -31,6 +34,8 @@ class EngineMember(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    #: the machine whose worker is this member (NULL: written before 0011)
+    machine: Mapped[Optional[str]] = mapped_column(String(64))
 
 
 class BucketLease(Base):

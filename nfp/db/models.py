@@ -167,6 +167,9 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_open", "status", "key_hash"),
         Index("ix_events_scope_status", "scope", "status"),
+        # a fan-in parent reads its children, and purging a parent makes PostgreSQL
+        # find the children its foreign key sets NULL: both scanned the table without it
+        Index("ix_events_parent_id", "parent_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -28,6 +28,36 @@ VIEW_COLUMNS = ("id", "name", "description", "tenant_id", "service_id", "service
                 "degraded_reason", "created_at", "updated_at")
 _VIEW_ROW = select(*(NF.c[name] for name in VIEW_COLUMNS)).where(NF.c.id == bindparam("nf_id"))
 
+# the lifecycle's per-step reads, built once (see nfp.engine.store)
+_NF_BY_ID = select(NetworkFunction).where(NetworkFunction.id == bindparam("nf_id"))
+_NF_BY_ID_LOCKED = _NF_BY_ID.with_for_update()
+_NFI_OF_NF = select(NetworkFunctionInstance).where(
+    NetworkFunctionInstance.network_function_id == bindparam("nf_id"))
+#: an NF with its instance and device, in one statement (most lifecycle steps need all three)
+_NF_CONTEXT = (select(NetworkFunction, NetworkFunctionInstance, NetworkFunctionDevice)
+               .outerjoin(NetworkFunctionInstance,
+                          NetworkFunctionInstance.network_function_id == NetworkFunction.id)
+               .outerjoin(NetworkFunctionDevice, NetworkFunctionDevice.id
+                          == NetworkFunctionInstance.network_function_device_id)
+               .where(NetworkFunction.id == bindparam("nf_id")))
+_DEVICE_OF_NF = (select(NetworkFunctionDevice)
+                 .join(NetworkFunctionInstance, NetworkFunctionDevice.id
+                       == NetworkFunctionInstance.network_function_device_id)
+                 .where(NetworkFunctionInstance.network_function_id == bindparam("nf_id")))
+
+_LINK = (update(NFI).where(NFI.c.id == bindparam("nfi"), NFI.c.network_function_device_id.is_(None))
+         .values(network_function_device_id=bindparam("dev"), interfaces_held=bindparam("need")))
+_TAKE = (update(NFD).where(NFD.c.id == bindparam("dev"),
+                           NFD.c.interfaces_in_use + bindparam("need") <= NFD.c.max_interfaces,
+                           NFD.c.status == DeviceStatus.ACTIVE.value)
+         .values(interfaces_in_use=NFD.c.interfaces_in_use + bindparam("need"),
+                 reference_count=NFD.c.reference_count + 1))
+_UNLINK = update(NFI).where(NFI.c.id == bindparam("nfi")).values(network_function_device_id=None,
+                                                                  interfaces_held=0)
+
+#: shared_candidates' statement per tuple of filter columns
+_CANDIDATES: dict[tuple, Any] = {}
+
 #: columns callers may filter ``get_network_functions`` by
 NF_FILTER_COLUMNS = frozenset({"id", "name", "tenant_id", "service_id", "service_chain_id",
                                "service_profile_id", "status", "service_type", "service_vendor",
@@ -39,10 +69,16 @@ class NetworkFunctionRepository:
 
     @staticmethod
     def get(session, nf_id: str, lock: bool = False) -> Optional[NetworkFunction]:
-        stmt = select(NetworkFunction).where(NetworkFunction.id == nf_id)
-        if lock:
-            stmt = stmt.with_for_update()
-        return session.scalars(stmt).first()
+        return session.scalars(_NF_BY_ID_LOCKED if lock else _NF_BY_ID, {"nf_id": nf_id}).first()
+
+    @staticmethod
+    def context(session, nf_id: str) -> tuple[Optional[NetworkFunction],
+                                              Optional[NetworkFunctionInstance],
+                                              Optional[NetworkFunctionDevice]]:
+        """The NF, its instance and the instance's device (each None if missing),
+        read with one statement; the same objects the single reads return."""
+        row = session.execute(_NF_CONTEXT, {"nf_id": nf_id}).first()
+        return (row[0], row[1], row[2]) if row is not None else (None, None, None)
 
     @staticmethod
     def row(conn, nf_id: str):
@@ -81,8 +117,7 @@ class InstanceRepository:
 
     @staticmethod
     def of(session, nf_id: str) -> Optional[NetworkFunctionInstance]:
-        return session.scalars(select(NetworkFunctionInstance)
-                               .where(NetworkFunctionInstance.network_function_id == nf_id)).first()
+        return session.scalars(_NFI_OF_NF, {"nf_id": nf_id}).first()
 
     @staticmethod
     def create(session, nf: NetworkFunction, ports: list[dict]) -> NetworkFunctionInstance:
@@ -128,14 +163,24 @@ class DeviceRepository:
         return session.get(NetworkFunctionDevice, device_id) if device_id else None
 
     @staticmethod
+    def of_network_function(session, nf_id: str) -> Optional[NetworkFunctionDevice]:
+        """The device the NF's instance is linked to, or None."""
+        return session.scalars(_DEVICE_OF_NF, {"nf_id": nf_id}).first()
+
+    @staticmethod
     def shared_candidates(session, filters: dict[str, Any]) -> list[NetworkFunctionDevice]:
         """ACTIVE shared devices matching the driver's sharing filters (by column)."""
-        stmt = select(NetworkFunctionDevice).where(NetworkFunctionDevice.shared.is_(True),
-                                                   NetworkFunctionDevice.status == DeviceStatus.ACTIVE.value)
-        for column, value in (filters or {}).items():
-            if hasattr(NetworkFunctionDevice, column):
-                stmt = stmt.where(getattr(NetworkFunctionDevice, column) == value)
-        return list(session.scalars(stmt.order_by(NetworkFunctionDevice.id)))
+        filters = filters or {}
+        used = tuple(sorted((c, filters[c] is None) for c in filters if c in NFD.c))
+        stmt = _CANDIDATES.get(used)
+        if stmt is None:  # one statement per set of filter columns, built once
+            stmt = select(NetworkFunctionDevice).where(
+                NetworkFunctionDevice.shared.is_(True),
+                NetworkFunctionDevice.status == DeviceStatus.ACTIVE.value,
+                *(NFD.c[c].is_(None) if null else NFD.c[c] == bindparam(f"f_{c}")
+                  for c, null in used)).order_by(NetworkFunctionDevice.id)
+            _CANDIDATES[used] = stmt
+        return list(session.scalars(stmt, {f"f_{c}": filters[c] for c, null in used if not null}))
 
     @staticmethod
     def reserve(session, device_id: str, need: int, nfi_id: str) -> Optional[str]:
@@ -148,20 +193,12 @@ class DeviceRepository:
         lock lasts until the caller commits: it is taken by the last statement, so
         a caller that commits at once holds it for that statement and the commit.
         """
-        linked = session.execute(
-            update(NFI).where(NFI.c.id == nfi_id, NFI.c.network_function_device_id.is_(None))
-            .values(network_function_device_id=device_id, interfaces_held=need))
+        linked = session.execute(_LINK, {"nfi": nfi_id, "dev": device_id, "need": need})
         if linked.rowcount != 1:
             return "linked"
-        res = session.execute(
-            update(NFD).where(NFD.c.id == device_id, NFD.c.interfaces_in_use + need <= NFD.c.max_interfaces,
-                              NFD.c.status == DeviceStatus.ACTIVE.value)
-            .values(interfaces_in_use=NFD.c.interfaces_in_use + need,
-                    reference_count=NFD.c.reference_count + 1))
-        if res.rowcount == 1:
+        if session.execute(_TAKE, {"dev": device_id, "need": need}).rowcount == 1:
             return "reserved"
-        session.execute(update(NFI).where(NFI.c.id == nfi_id)  # still locked by us: undo the link
-                        .values(network_function_device_id=None, interfaces_held=0))
+        session.execute(_UNLINK, {"nfi": nfi_id})  # still locked by us: undo the link
         return None
 
     @staticmethod

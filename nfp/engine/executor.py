@@ -15,10 +15,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from nfp.db.models import Event, EventStatus
+from nfp.db.models import EventStatus
 from nfp import backoff, clock, faults, outbox
 from nfp.db.errors import human_reason
 from nfp.engine import store
@@ -86,6 +85,7 @@ class Executor:
         self.lease = None
         #: consecutive transient failures per step (in memory: they are never charged)
         self._transient: dict[int, int] = {}
+        self._is_sqlite: Optional[bool] = None
         self._ratelog = RateLimitedLog(LOG)
 
     # -- entry points -----------------------------------------------------
@@ -218,7 +218,7 @@ class Executor:
     # -- internals --------------------------------------------------------
     @staticmethod
     def _load(session, event_id: int):
-        return session.execute(select(Event.__table__).where(Event.id == event_id)).first()
+        return store.load_one(session, event_id)
 
     def _run(self, session, event_id: int) -> Result:
         row = self._load(session, event_id)
@@ -239,11 +239,16 @@ class Executor:
             session.commit()
             return result
         spec = self.registry.lookup(row.type)
-        # End the read transaction: on SQLite it holds the database write lock,
-        # which must not stay held while a handler blocks on a device.
-        session.commit()
+        if self._sqlite(session):
+            # End the read transaction: on SQLite it holds the database write lock,
+            # which must not stay held while a handler blocks on a device. On
+            # PostgreSQL the read holds no lock, and handlers commit (Step.checkpoint)
+            # before they block, so the load and the handler's reads share one
+            # transaction (two round trips and a pool check-in fewer per step).
+            session.commit()
         step = Step(event=row, session=session, services=self.services,
-                    notification=(row.result or {}).get("notification"), busy_probe=self.busy_probe)
+                    notification=(row.result or {}).get("notification"), busy_probe=self.busy_probe,
+                    fence=lambda s: self._fence(s, [row.key_hash]))
         if spec is None:
             outcome = fail(f"no handler for step type {row.type!r}")
         elif row.attempts >= self.max_attempts:
@@ -267,6 +272,11 @@ class Executor:
             session.commit()
             return result
 
+    def _sqlite(self, session) -> bool:
+        if self._is_sqlite is None:
+            self._is_sqlite = session.get_bind().dialect.name == "sqlite"
+        return self._is_sqlite
+
     def _fence(self, session, key_hashes: list[int]) -> None:
         """Last statement before a step's commit: this worker still holds the
         steps' buckets with the epochs it took them with (raises LeaseLost)."""
@@ -276,6 +286,8 @@ class Executor:
     def _call(self, spec, step: Step, session) -> Outcome:
         try:
             outcome = spec.fn(step)
+        except LeaseLost:  # a fenced checkpoint: the new holder runs the step
+            raise
         except Exception as exc:  # a handler bug must fail the step, not the worker
             if faults.is_transient_db(exc):
                 raise _TransientError(exc) from exc

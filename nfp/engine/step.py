@@ -6,6 +6,7 @@ from typing import Any, Callable, Optional
 
 from sqlalchemy.orm import Session
 
+from nfp.db.engine import wrote
 from nfp.db.models import EventStatus
 from nfp.engine import store
 
@@ -28,6 +29,9 @@ class Step:
     notification: Optional[dict] = None
     #: ``(scope, own_key) -> bool``: is another step of this scope running here?
     busy_probe: Callable[[str, str], bool] = lambda scope, key: False
+    #: ``fence(session)`` raises :class:`nfp.engine.leases.LeaseLost` unless this
+    #: worker still holds the step's bucket lease (None: no fencing)
+    fence: Optional[Callable[[Session], None]] = None
 
     @property
     def id(self) -> int:
@@ -42,7 +46,15 @@ class Step:
         return self.event.scope
 
     def checkpoint(self) -> None:
-        """Commit what was written so far and release the connection before I/O."""
+        """Commit what was written so far and release the connection before I/O.
+
+        A commit that writes is fenced like the step's final one: a worker that
+        lost the step's lease (paused past it) raises LeaseLost here, and the step's
+        result is dropped, instead of committing a write another host's step may
+        have made already. A commit with nothing written needs no fence."""
+        if self.fence is not None and wrote(self.session):
+            self.session.flush()
+            self.fence(self.session)
         self.session.commit()
 
     def others_running(self) -> bool:

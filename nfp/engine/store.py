@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 
 from nfp.db import bulk
 from nfp.db.leases import BUCKETS
@@ -20,6 +20,34 @@ from nfp import clock
 from nfp.engine.events import EventSpec, Graph, shard_hash
 
 T = Event.__table__
+
+# The statements every step runs are built once: building a statement and its
+# cache key cost 40-110 µs of Python each time, several times per step.
+_OPEN = or_(*(T.c.status == status for status in sorted(EventStatus.OPEN)))
+_REF = (T.c.id, T.c.key, T.c.key_hash, T.c.due_at, T.c.type)
+_LOAD = select(T).where(T.c.id.in_(bindparam("ids", expanding=True)))
+_LOAD_LOCKED = _LOAD.with_for_update()
+_LOAD_ONE = select(T).where(T.c.id == bindparam("eid"))
+_FINISH = update(T).where(T.c.id == bindparam("eid"), _OPEN).values(
+    status=bindparam("st"), result=bindparam("res"), error=bindparam("err"),
+    finished_at=bindparam("at"))
+_FINISH_MANY = update(T).where(T.c.id == bindparam("eid")).values(
+    status=EventStatus.DONE, result=bindparam("res"), finished_at=bindparam("at"))
+# one child closed: count it, and make a waiting parent whose last child it was due
+# now, in one statement (SET expressions read the row as it was before the UPDATE)
+_LAST = and_(T.c.pending_children <= 1, T.c.status == EventStatus.WAITING)
+_RELEASE = (update(T).where(T.c.id == bindparam("pid")).values(
+    pending_children=T.c.pending_children - 1,
+    status=case((_LAST, EventStatus.PENDING), else_=T.c.status),
+    due_at=case((_LAST, bindparam("at", type_=T.c.due_at.type)), else_=T.c.due_at))
+    .returning(*_REF, T.c.status, T.c.pending_children))
+#: reschedule's statement per (count_poll, with result)
+_RESCHEDULE = {
+    (count_poll, with_result): update(T).where(T.c.id == bindparam("eid"), _OPEN).values(
+        status=bindparam("st"), attempts=0, due_at=bindparam("at"),
+        **({"polls": T.c.polls + 1} if count_poll else {}),
+        **({"result": bindparam("res")} if with_result else {})).returning(*_REF)
+    for count_poll in (False, True) for with_result in (False, True)}
 
 
 @dataclass(frozen=True)
@@ -77,19 +105,19 @@ def add_many(conn, items: list[tuple[EventSpec | Graph, int]],
 def load(conn, ids: list[int], lock: bool = False) -> list:
     """Rows of the given ids (any status); ``lock`` holds them until commit, so a
     concurrent cancel waits for a batch instead of racing it."""
-    stmt = select(T).where(T.c.id.in_(ids))
-    if lock:
-        stmt = stmt.with_for_update()
-    return list(conn.execute(stmt))
+    return list(conn.execute(_LOAD_LOCKED if lock else _LOAD, {"ids": list(ids)}))
+
+
+def load_one(conn, event_id: int):
+    """The row of step ``event_id`` (any status), or None."""
+    return conn.execute(_LOAD_ONE, {"eid": event_id}).first()
 
 
 def finish_many(conn, items: list[dict]) -> None:
     """Close rows already locked open by :func:`load` (``id``, ``result``) as done."""
     if items:
         now = clock.utcnow()
-        conn.execute(update(T).where(T.c.id == bindparam("eid")).values(
-            status=EventStatus.DONE, result=bindparam("res"), finished_at=now),
-            [{"eid": i["id"], "res": i["result"]} for i in items])
+        conn.execute(_FINISH_MANY, [{"eid": i["id"], "res": i["result"], "at": now} for i in items])
 
 
 def claim(conn, ids: list[int]) -> None:
@@ -102,24 +130,19 @@ def claim(conn, ids: list[int]) -> None:
 def finish(conn, event_id: int, status: str, result: Optional[dict] = None,
            error: Optional[str] = None) -> bool:
     """Close a pending (or parked) step. False if it was cancelled or closed meanwhile."""
-    res = conn.execute(
-        update(T).where(and_(T.c.id == event_id, T.c.status.in_(EventStatus.OPEN)))
-        .values(status=status, result=result, error=error, finished_at=clock.utcnow()))
+    res = conn.execute(_FINISH, {"eid": event_id, "st": status, "res": result, "err": error,
+                                 "at": clock.utcnow()})
     return res.rowcount == 1
 
 
 def release_parent(conn, parent_id: int) -> Optional[Ref]:
     """One child of ``parent_id`` closed; return the parent's ref once all have."""
-    conn.execute(update(T).where(T.c.id == parent_id)
-                 .values(pending_children=T.c.pending_children - 1))
-    now = clock.utcnow()
-    res = conn.execute(
-        update(T).where(and_(T.c.id == parent_id, T.c.pending_children <= 0,
-                             T.c.status == EventStatus.WAITING))
-        .values(status=EventStatus.PENDING, due_at=now)
-        .returning(T.c.id, T.c.key, T.c.key_hash, T.c.due_at, T.c.type))
-    row = res.first()
-    return Ref(*row) if row else None
+    row = conn.execute(_RELEASE, {"pid": parent_id, "at": clock.utcnow()}).first()
+    # pending with no child left: this release made it so (a parent becomes pending
+    # only here, and a child's release commits with its own once-only completion)
+    if row is None or row.status != EventStatus.PENDING or row.pending_children > 0:
+        return None
+    return Ref(*row[:5])
 
 
 def reschedule(conn, event_id: int, delay: float, status: str = EventStatus.PENDING,
@@ -127,16 +150,11 @@ def reschedule(conn, event_id: int, delay: float, status: str = EventStatus.PEND
     """Make a step due again later (a poll) or park it (``waiting``) until then."""
     # a run that got as far as rescheduling did not crash: crashes count anew
     # from here, so a long poll is not failed by restarts spread over its polls
-    values: dict[str, Any] = {"status": status, "attempts": 0,
-                              "due_at": clock.utcnow() + dt.timedelta(seconds=delay)}
-    if count_poll:
-        values["polls"] = T.c.polls + 1
+    params: dict[str, Any] = {"eid": event_id, "st": status,
+                              "at": clock.utcnow() + dt.timedelta(seconds=delay)}
     if result is not None:
-        values["result"] = result
-    res = conn.execute(
-        update(T).where(and_(T.c.id == event_id, T.c.status.in_(EventStatus.OPEN)))
-        .values(**values).returning(T.c.id, T.c.key, T.c.key_hash, T.c.due_at, T.c.type))
-    row = res.first()
+        params["res"] = result
+    row = conn.execute(_RESCHEDULE[count_poll, result is not None], params).first()
     return Ref(*row) if row else None
 
 

@@ -73,6 +73,7 @@ class _Proc:
     joined: bool = False       # reported the buckets it holds (it runs steps)
     buckets: list = field(default_factory=list)  # as last reported
     retiring: bool = False     # asked to drain and exit; its exit is no crash
+    fatal: Optional[str] = None  # why it exits with EXIT_BOOT_ERROR, if it said (duplicate host)
     kill_at: float = 0.0       # SIGKILL if still alive then (0 = not terminating)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -269,7 +270,8 @@ class Supervisor:
             LOG.info("worker %d (pid %d) retired (exit code %s)", proc.index, proc.pid, code)
             return
         if code == worker_mod.EXIT_BOOT_ERROR:  # a configuration error, nothing else
-            self.boot_error = f"worker {proc.index} failed to boot (exit code {code})"
+            self.boot_error = (self._fatal_reason(proc)
+                               or f"worker {proc.index} failed to boot (exit code {code})")
             LOG.critical("%s; halting instead of respawning in a loop", self.boot_error)
             return
         if code == worker_mod.EXIT_RECYCLE:  # hung handler threads: replace it now, no backoff
@@ -283,6 +285,15 @@ class Supervisor:
         LOG.error("worker %d (pid %d) died with %s; respawning in %.1f s; its open steps "
                   "resume from the database", proc.index, proc.pid,
                   f"signal {-code}" if code and code < 0 else f"exit code {code}", pause)
+
+    @staticmethod
+    def _fatal_reason(proc: _Proc, wait: float = 1.0) -> Optional[str]:
+        """The reason a worker sent before exiting with EXIT_BOOT_ERROR: the router
+        may read it just after the exit, so wait (briefly) for it or the pipe's end."""
+        end = time.time() + wait
+        while proc.fatal is None and not proc.outbox.closed and time.time() < end:
+            time.sleep(0.02)
+        return proc.fatal
 
     def _advance(self, slot: _Slot, now: float) -> None:
         """Move shard ``slot.index`` one step along: spawn → retire the old → take."""
@@ -398,6 +409,8 @@ class Supervisor:
             proc.buckets, proc.joined = list(msg[2]), True
             if self.slots[proc.index].owner is proc:
                 self._set_buckets(proc.index, proc.buckets)
+        elif msg[0] == "fatal":
+            proc.fatal = f"worker {proc.index}: {msg[2]}"
         elif msg[0] == "notify":
             try:
                 self.on_notify(msg[1], msg[2])

@@ -13,9 +13,13 @@ handlers only set flags; the main loop acts on them.
 
 Faults: a database that cannot be reached at boot or at ``take`` is waited
 for (with backoff, heartbeat kept), never a boot error; exit code 3 means a
-configuration error. A worker whose threads are stuck in handlers past their
-deadline (hung device calls: Python cannot stop a thread) drains and exits
-with :data:`EXIT_RECYCLE`, and the supervisor starts a fresh one at once.
+configuration error. Another machine running this member (two machines with one
+``rpc.host``: :class:`~nfp.engine.leases.DuplicateHost`, at ``take`` or when a
+renewal finds the member taken over) is one: the worker runs nothing more, tells
+the supervisor why, drains and exits with code 3, and the daemon halts. A worker
+whose threads are stuck in handlers past their deadline (hung device calls:
+Python cannot stop a thread) drains and exits with :data:`EXIT_RECYCLE`, and the
+supervisor starts a fresh one at once.
 """
 from __future__ import annotations
 
@@ -139,6 +143,8 @@ class Worker:
         self._wake_listener: Optional[wake.WakeListener] = None
         self._take_failures = 0
         self._take_at: Optional[float] = None  # a pending ``take``: try at this time
+        #: why this member must stop (another machine runs it), set by the take or the lease thread
+        self.duplicate: Optional[str] = None
 
     def take_shard(self) -> None:
         """The supervisor's go-ahead (its previous incarnation has exited): charge an
@@ -201,9 +207,15 @@ class Worker:
                     self._scan(woken)
                     continue
                 # while draining: renew (running steps must keep their buckets) but take none
-                gained, lost = self.leases.tick(
-                    (leases.bucket_of(h) for h in self.scheduler.busy_hashes()),
-                    take=not self.stopping)
+                try:
+                    gained, lost = self.leases.tick(
+                        (leases.bucket_of(h) for h in self.scheduler.busy_hashes()),
+                        take=not self.stopping)
+                except leases.DuplicateHost as exc:  # we hold nothing now: run nothing more
+                    self.scheduler.forget(lambda ref: True)
+                    self._report_buckets()
+                    self.duplicate = str(exc)
+                    return
                 next_tick = time.monotonic() + (SETTLE if self.leases.settling else ttl_period)
                 if lost or gained or self.leases.releasing:
                     held = set(self.leases.held)
@@ -232,6 +244,9 @@ class Worker:
         try:
             self.take_shard()
             self._take_at = None
+        except leases.DuplicateHost as exc:  # another machine runs this member: stop
+            self._take_at = None
+            self.duplicate = str(exc)
         except Exception as exc:
             if not faults.is_transient(exc):
                 raise
@@ -267,6 +282,12 @@ class Worker:
             if os.getppid() != self.ppid:
                 LOG.error("worker %d: listener is gone; exiting", self.args.index)
                 return EXIT_OK
+            if self.duplicate is not None:
+                LOG.critical("worker %d: %s; exiting (code %d: the daemon halts)",
+                             self.args.index, self.duplicate, EXIT_BOOT_ERROR)
+                self._send(("fatal", self.args.index, self.duplicate))
+                self.stopping, code = True, EXIT_BOOT_ERROR
+                break
             stuck = self.scheduler.stuck()
             if stuck >= self.stuck_limit:
                 LOG.error("worker %d: %d threads are stuck in handlers past their deadline "

@@ -63,11 +63,14 @@ class Harness:
         config(dict): merged into the generated config file.
         database_url / transport_url(str): override the embedded defaults.
         workers(int): worker processes.
+        env(dict): environment variables for the daemon, on top of the test's own
+            minus its ``NFP_*`` ones (e.g. ``NFP_MACHINE_ID``: another machine).
     """
 
     def __init__(self, tmp_path, config: Optional[dict] = None, database_url: Optional[str] = None,
                  transport_url: Optional[str] = None, workers: int = 2,
-                 topic: Optional[str] = None):
+                 topic: Optional[str] = None, env: Optional[dict] = None):
+        self.extra_env = dict(env or {})
         self.state_dir = Path(tmp_path)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         data = dict(config or {})
@@ -88,12 +91,18 @@ class Harness:
         self.client: Optional[NfpClient] = None
 
     # -- process --------------------------------------------------------------
-    def start(self, timeout: float = 60) -> "Harness":
+    def spawn(self) -> subprocess.Popen:
+        """Start ``nfp serve`` without waiting for it to answer."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("NFP_")}
+        env.update(self.extra_env)
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "nfp.cli.main", "--config", str(self.config_file), "serve"],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return self.proc
+
+    def start(self, timeout: float = 60) -> "Harness":
+        self.spawn()
         if self.client is None:
             self.client = NfpClient(self.conf)
         end = time.time() + timeout

@@ -12,7 +12,7 @@ from nfp.db import migrate
 from nfp.db.engine import make_engine, make_sessionmaker
 from nfp.db.leases import BUCKETS
 from nfp.engine import leases
-from nfp.engine.leases import LeaseKeeper, LeaseLost
+from nfp.engine.leases import DuplicateHost, LeaseKeeper, LeaseLost
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -171,3 +171,145 @@ def test_per_host_work_is_split_by_the_hosts_buckets(maker):
     assert split_a | split_b == set(ids) and not split_a & split_b
     assert split_a and split_b
     assert all(leases.bucket_of(shard_hash(i)) in mine_a for i in split_a)
+
+
+# -- a duplicate rpc.host: two machines configured with the same host name --------
+
+def _stale_heartbeat(maker, member: str) -> None:
+    """``member``'s machine went silent past ``ttl`` (its leases may still run)."""
+    with maker.begin() as s:
+        s.execute(text("UPDATE engine_members SET heartbeat_at = '2000-01-01' WHERE member = :m"),
+                  {"m": member})
+
+
+def _member_machine(maker, member: str):
+    with maker() as s:
+        return s.execute(text("SELECT machine FROM engine_members WHERE member = :m"),
+                         {"m": member}).scalar()
+
+
+def test_a_second_machine_with_the_same_host_is_refused_while_the_first_beats(maker):
+    a = LeaseKeeper(maker, "host-a", 0, ttl=15, machine="machine-a")
+    a.join()
+    a.tick()
+    epochs = dict(a.held)
+    b = LeaseKeeper(maker, "host-a", 0, ttl=15, machine="machine-b")
+    with pytest.raises(DuplicateHost, match=r"rpc.host 'host-a' is in use by another machine.*"
+                                            r"machine machine-a \(pid \d+, last heartbeat") as info:
+        b.join()
+    assert "unique rpc.host" in str(info.value)
+    assert b.held == {}
+    # nothing of a's changed: its row, its leases and their epochs
+    assert _member_machine(maker, "host-a/0") == "machine-a"
+    assert set(_owners(maker).values()) == {"host-a/0"}
+    a.tick()
+    assert a.held == epochs
+    with maker.begin() as s:
+        a.fence(s, [7])
+    with maker() as s:
+        shown = leases.hosts(s, 15)["host-a"]
+    assert shown["machines"] == ["machine-a"] and shown["workers"][0]["machine"] == "machine-a"
+
+
+def test_a_replacement_machine_takes_over_a_silent_member_and_the_old_one_stops(maker):
+    a = LeaseKeeper(maker, "host-a", 0, ttl=15, machine="machine-a")
+    a.join()
+    a.tick()
+    held = dict(a.held)
+    assert len(held) == BUCKETS
+    _stale_heartbeat(maker, "host-a/0")  # machine a was paused (or died) past ttl
+    b = LeaseKeeper(maker, "host-a", 0, ttl=15, machine="machine-b")
+    inherited = b.join()  # a legitimate replacement: it takes the member over at once
+    assert inherited == {bucket: epoch + 1 for bucket, epoch in held.items()}
+    assert _member_machine(maker, "host-a/0") == "machine-b"
+    # a comes back: its commits fail the fence (b bumped every epoch) ...
+    with maker() as s, pytest.raises(LeaseLost, match="taken over"):
+        a.fence(s, [7])
+    # ... and its next tick renews nothing, drops every bucket and reports why
+    a.held = dict(held)
+    with pytest.raises(DuplicateHost, match=r"rpc.host 'host-a'.*machine machine-b .* took it "
+                                            r"over") as info:
+        a.tick()
+    assert info.value.lost == set(held)
+    assert a.held == {} and not a.runs(7) and not a.holds(7)
+    with maker() as s, pytest.raises(LeaseLost, match="not held"):
+        a.fence(s, [7])
+    with maker() as s:
+        assert s.execute(text("SELECT count(*) FROM engine_members "
+                              "WHERE machine = 'machine-a'")).scalar() == 0
+    # a's clean exit leaves b's member row and leases alone
+    a.leave()
+    assert _member_machine(maker, "host-a/0") == "machine-b"
+    assert set(_owners(maker).values()) == {"host-a/0"}
+    b.tick()
+    assert b.held == inherited
+    with maker.begin() as s:
+        b.fence(s, [7])
+
+
+def test_a_restart_on_the_same_machine_inherits_at_once_even_while_it_beats(maker):
+    old = LeaseKeeper(maker, "host-a", 0, ttl=15, machine="machine-a")
+    old.join()
+    old.tick()
+    new = LeaseKeeper(maker, "host-a", 0, ttl=15, machine="machine-a")
+    assert new.join() == {bucket: epoch + 1 for bucket, epoch in old.held.items()}
+    new.tick()
+    assert len(new.held) == BUCKETS
+
+
+def test_the_machine_id_is_stable_per_machine_and_overridable(monkeypatch):
+    import socket
+    monkeypatch.delenv(leases.MACHINE_ENV, raising=False)
+    first = leases.machine_id()
+    assert first == leases.machine_id() and 16 <= len(first) <= 64
+    monkeypatch.setattr(socket, "gethostname", lambda: "a-clone-with-another-hostname")
+    assert leases.machine_id() != first
+    monkeypatch.setenv(leases.MACHINE_ENV, "rack-3-node-7")
+    assert leases.machine_id() == "rack-3-node-7"
+    assert LeaseKeeper(None, "h", 0, ttl=15).machine == "rack-3-node-7"
+    monkeypatch.setenv(leases.MACHINE_ENV, "x" * 100)
+    assert len(leases.machine_id()) <= 64
+
+
+def test_two_machines_joining_as_one_new_member_at_once_postgresql(request):
+    """Both find no row and insert: the later insert waits for the earlier's
+    commit, fails on the key, looks again and is refused."""
+    import threading
+    url = request.getfixturevalue("pg_url")
+    migrate.upgrade(url)
+    engine = make_engine(url, pool_size=4)
+    maker = make_sessionmaker(engine)
+    try:
+        a = LeaseKeeper(maker, "host-a", 0, ttl=15, machine="machine-a")
+        b = LeaseKeeper(maker, "host-a", 0, ttl=15, machine="machine-b")
+        first = maker()
+        first.begin()
+        a._claim_member(first)  # a's row is inserted, not yet committed
+        blocker = first.execute(text("SELECT pg_backend_pid()")).scalar()
+        outcome = []
+
+        def join_b():
+            try:
+                b.join()
+                outcome.append("joined")
+            except Exception as exc:  # the test reads it
+                outcome.append(exc)
+        thread = threading.Thread(target=join_b)
+        thread.start()
+        for _ in range(600):  # until b's insert waits on a's uncommitted key
+            with engine.connect() as conn:  # (a transaction reads one snapshot of the view)
+                waiting = conn.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE :a = ANY(pg_blocking_pids(pid)) "
+                    "AND query ILIKE 'INSERT INTO engine_members%'"), {"a": blocker}).scalar()
+            if waiting:
+                break
+            thread.join(0.05)
+        assert waiting, outcome
+        first.commit()
+        first.close()
+        thread.join(30)
+        assert len(outcome) == 1 and isinstance(outcome[0], DuplicateHost), outcome
+        assert "machine machine-a" in str(outcome[0])
+        assert _member_machine(maker, "host-a/0") == "machine-a"
+    finally:
+        engine.dispose()

@@ -96,3 +96,36 @@ def test_0008_adds_the_boot_marker_and_the_reconciled_dictionaries_and_downgrade
             assert conn.execute(text("SELECT id FROM network_function_devices")).scalar() == "d1"
     finally:
         engine.dispose()
+
+
+def _member_columns(engine) -> dict:
+    return {c["name"]: c for c in inspect(engine).get_columns("engine_members")}
+
+
+def test_0011_adds_the_member_machine_matching_the_model_and_downgrades(db_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from nfp.db import all_models
+    migrate.upgrade(db_url, "0010_tenancy")
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:  # a member written before 0011 keeps its row
+            conn.execute(text("INSERT INTO engine_members (member, host, worker, pid, started_at, "
+                              "heartbeat_at) VALUES ('h/0', 'h', 0, 1, CURRENT_TIMESTAMP, "
+                              "CURRENT_TIMESTAMP)"))
+        migrate.upgrade(db_url, "0011_member_machine")
+        machine = _member_columns(engine)["machine"]
+        assert machine["nullable"] and machine["type"].length == 64
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT machine FROM engine_members")).scalar() is None
+            diff = compare_metadata(MigrationContext.configure(conn), all_models())
+        assert [d for d in diff if "engine_members" in str(d)] == []
+        migrate.downgrade(db_url, "0010_tenancy")
+        assert "machine" not in _member_columns(engine)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT member FROM engine_members")).scalar() == "h/0"
+        migrate.upgrade(db_url)
+        assert "machine" in _member_columns(engine)
+    finally:
+        engine.dispose()

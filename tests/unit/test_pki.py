@@ -55,3 +55,49 @@ def test_rotate_renews_only_what_expires_soon(tmp_path):
     assert pki.index()["certs"]["expiring"]["serial"] != old_serial
     assert _mode(pki.key_path("expiring")) == 0o600
     assert {i.name for i in pki.rotate(force=True)} == {"fresh", "expiring"}
+
+
+def test_a_crl_published_within_the_same_second_still_wins_in_a_live_context(tmp_path):
+    """The reloader adds a new CRL beside the one a live server context holds; OpenSSL
+    takes the latest by lastUpdate, in whole seconds. A revocation published within
+    the second of the previous CRL must still be the one that applies."""
+    import socket
+    import ssl
+    import threading
+
+    from nfp.configurator.security import client_ssl_context, server_ssl_context
+
+    pki = Pki(tmp_path / "pki")
+    pki.init()
+    pki.issue("configurator", ["127.0.0.1"])
+    pki.issue("client")
+    paths = {"cert": pki.cert_path("configurator"), "key": pki.key_path("configurator"),
+             "ca": pki.dir / "ca.crt", "crl": pki.crl_path}
+    for _ in range(3):  # each round: a fresh context, then a revocation at once
+        server = server_ssl_context(paths)
+        pki.revoke("client")
+        server.load_verify_locations(cafile=str(pki.crl_path))  # what TlsReloader.check does
+        client = client_ssl_context(pki.dir / "ca.crt", pki.cert_path("client"), pki.key_path("client"))
+        a, b = socket.socketpair()
+        outcome = {}
+
+        def serve():
+            try:
+                with server.wrap_socket(a, server_side=True) as tls:
+                    tls.recv(1)
+                outcome["server"] = "accepted"
+            except (ssl.SSLError, OSError) as exc:
+                outcome["server"] = f"refused: {exc}"
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        try:
+            with client.wrap_socket(b, server_hostname="127.0.0.1") as tls:
+                tls.sendall(b"x")
+                tls.recv(1)
+        except (ssl.SSLError, OSError):
+            pass
+        thread.join(10)
+        assert outcome["server"].startswith("refused"), outcome
+        assert "revoked" in outcome["server"]
+        pki.issue("client")  # a new certificate for the next round

@@ -23,8 +23,7 @@ LOG = logging.getLogger(__name__)
 
 def allocate(step) -> Outcome:
     """Share an existing device with room for our ports, or create one."""
-    nf = network_functions.get(step.session, step.scope)
-    nfi = instances.of(step.session, step.scope)
+    nf, nfi, _ = network_functions.context(step.session, step.scope)
     if nf is None or nfi is None:
         return fail("network function vanished during create")
     if nfi.network_function_device_id:  # a retry after the reservation committed
@@ -57,12 +56,12 @@ def allocate(step) -> Outcome:
 
 def wait_up(step) -> Outcome:
     """Poll the driver until the device is ACTIVE (interval and count from the flow)."""
-    found = _nf_and_device(step)
+    found = _context(step)
     if isinstance(found, Outcome):
         return found
-    nf, nfd = found
+    nf, nfi, nfd = found
     driver = step.services.device_driver(nf.device_type)
-    data = device_data(nf, nfd, instances.of(step.session, nf.id))
+    data = device_data(nf, nfd, nfi)
     step.checkpoint()
     status = driver.get_network_function_device_status(data)
     if status == DeviceStatus.ACTIVE:
@@ -108,12 +107,12 @@ def device_up(step) -> Outcome:
     failed = step.failed_children()
     if failed:
         return fail("; ".join(f"{c.type}: {c.error}" for c in failed))
-    found = _nf_and_device(step)
+    found = _context(step)
     if isinstance(found, Outcome):
         return found
-    nf, nfd = found
+    nf, nfi, nfd = found
     set_device_status(nfd, DeviceStatus.ACTIVE)
-    set_instance_status(instances.of(step.session, nf.id), InstanceStatus.ACTIVE)
+    set_instance_status(nfi, InstanceStatus.ACTIVE)
     return done()
 
 
@@ -186,13 +185,18 @@ def release(step) -> Outcome:
 
 
 def _nf_and_device(step, required: bool = True):
-    """The NF and its device. A row that vanished (a concurrent delete, an operator
-    removing a device) is an expected case: one log line and a failed step."""
-    nf = network_functions.get(step.session, step.scope)
-    nfi = instances.of(step.session, step.scope)
-    nfd = devices.get(step.session, nfi.network_function_device_id if nfi else None)
+    """The NF and its device (see :func:`_context`)."""
+    found = _context(step, required)
+    return found if isinstance(found, Outcome) else (found[0], found[2])
+
+
+def _context(step, required: bool = True):
+    """The NF, its instance and its device, read with one statement. A row that
+    vanished (a concurrent delete, an operator removing a device) is an expected
+    case: one log line and a failed step."""
+    nf, nfi, nfd = network_functions.context(step.session, step.scope)
     if required and (nf is None or nfd is None):
         what = "network function" if nf is None else "device row"
         LOG.warning("NF %s: %s no longer exists; step %s fails", step.scope, what, step.event.type)
         return fail(f"NF {step.scope} or its device no longer exists")
-    return nf, nfd
+    return nf, nfi, nfd

@@ -74,14 +74,14 @@ def fail_delete(step, reason: str):
 # -- create ----------------------------------------------------------------------
 def create(step) -> Outcome:
     """Record the instance and its data ports; the device steps follow."""
-    nf = network_functions.get(step.session, step.scope)
+    nf, nfi, _ = network_functions.context(step.session, step.scope)
     if nf is None:
         return fail("network function vanished")
     try:  # a config nfp cannot translate fails here, before any device is touched
         desired_config(nf.service_config, nf.spec)
     except HeatError as exc:
         return fail(f"service_config: {exc}")
-    if instances.of(step.session, nf.id) is None:
+    if nfi is None:
         instances.create(step.session, nf, nf.spec.get("ports", []))
     return done()
 

@@ -21,7 +21,7 @@ from typing import Optional
 from sqlalchemy import select
 
 from nfp.db.models import Event, EventStatus
-from nfp.db.repositories import devices, instances, network_functions
+from nfp.db.repositories import devices, network_functions
 from nfp.engine.events import Outcome, again, done
 from nfp.workers.health.state import UNREACHABLE
 
@@ -29,8 +29,7 @@ LOG = logging.getLogger(__name__)
 
 
 def _device_of(step):
-    nfi = instances.of(step.session, step.scope)
-    return devices.get(step.session, nfi.network_function_device_id if nfi else None)
+    return devices.of_network_function(step.session, step.scope)
 
 
 def _unreachable(nfd) -> Optional[str]:

@@ -61,6 +61,27 @@ def pg_url():
         yield url
 
 
+@contextlib.contextmanager
+def migrated_sessionmaker(url: str):
+    """A session factory on ``url``, migrated to the head revision."""
+    from nfp.db import migrate
+    from nfp.db.engine import make_engine, make_sessionmaker
+    migrate.upgrade(url)
+    engine = make_engine(url, pool_size=4)
+    try:
+        yield make_sessionmaker(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_maker(request, tmp_path):
+    """A migrated database's session factory, once on SQLite and once on PostgreSQL."""
+    url = f"sqlite:///{tmp_path}/nfp.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    with migrated_sessionmaker(url) as maker:
+        yield maker
+
+
 @pytest.fixture(scope="module")
 def pg_module_url():
     """A fresh PostgreSQL schema per test module (one daemon serving its tests)."""

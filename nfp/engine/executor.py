@@ -202,7 +202,7 @@ class Executor:
         """Fail a step from outside (deadline watchdog); a late result is then dropped."""
         session = self.sessionmaker()
         try:
-            row = self._load(session, event_id)
+            row = store.load_one(session, event_id)
             if row is None or row.status not in EventStatus.OPEN:
                 return Result(dropped="already closed")
             result = self._fail(session, row, reason)
@@ -216,12 +216,8 @@ class Executor:
             session.close()
 
     # -- internals --------------------------------------------------------
-    @staticmethod
-    def _load(session, event_id: int):
-        return store.load_one(session, event_id)
-
     def _run(self, session, event_id: int) -> Result:
-        row = self._load(session, event_id)
+        row = store.load_one(session, event_id)
         if row is None or row.status not in EventStatus.OPEN or row.pending_children > 0:
             session.rollback()
             return Result(dropped="not open")
@@ -266,7 +262,7 @@ class Executor:
             session.rollback()
             LOG.error("step %s %s: commit failed (%s); failing it", row.id, row.type,
                       exc.__class__.__name__)
-            row = self._load(session, event_id)
+            row = store.load_one(session, event_id)
             result = self._fail(session, row, f"could not commit step result: {exc.__class__.__name__}")
             self._fence(session, [row.key_hash])
             session.commit()

@@ -251,11 +251,8 @@ class LeaseKeeper:
             if beat.rowcount == 0:  # not ours any more: renew nothing, take nothing
                 taker = session.execute(select(M.c.machine, M.c.pid)
                                         .where(M.c.member == self.member)).first()
-            else:
-                result = self._renew(session, busy, take)
-        if beat.rowcount == 0:
-            self._superseded(taker)
-        gained, lost, held, share, short = result
+                self._superseded(taker)  # raises; the rollback undoes nothing (no row matched)
+            gained, lost, held, share, short = self._renew(session, busy, take)
         over = len(held) - share
         with self._lock:
             self._short = short

@@ -53,7 +53,6 @@ class Step:
         result is dropped, instead of committing a write another host's step may
         have made already. A commit with nothing written needs no fence."""
         if self.fence is not None and wrote(self.session):
-            self.session.flush()
             self.fence(self.session)
         self.session.commit()
 

@@ -11,23 +11,18 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from nfp.db import migrate
-from nfp.db.engine import make_engine, make_sessionmaker
 from nfp.db.models import EventStatus
 from nfp.engine import store
 from nfp.engine.events import EventSpec, done
 from nfp.engine.executor import Executor
 from nfp.engine.leases import LeaseKeeper
 from nfp.engine.registry import HandlerSpec, Registry
+from tests.conftest import migrated_sessionmaker
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def maker(request, tmp_path):
-    url = f"sqlite:///{tmp_path}/f.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    migrate.upgrade(url)
-    engine = make_engine(url, pool_size=4)
-    yield make_sessionmaker(engine)
-    engine.dispose()
+@pytest.fixture
+def maker(db_maker):
+    return db_maker
 
 
 def _take_over(maker, loser: LeaseKeeper) -> LeaseKeeper:
@@ -78,10 +73,8 @@ def _write(step, unique_id: str) -> None:
 
 @pytest.fixture
 def pg_maker(pg_url):
-    migrate.upgrade(pg_url)
-    engine = make_engine(pg_url, pool_size=4)
-    yield make_sessionmaker(engine)
-    engine.dispose()
+    with migrated_sessionmaker(pg_url) as maker:
+        yield maker
 
 
 def test_a_checkpoint_after_the_lease_was_taken_over_commits_nothing(pg_maker):

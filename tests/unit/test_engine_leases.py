@@ -15,13 +15,9 @@ from nfp.engine import leases
 from nfp.engine.leases import DuplicateHost, LeaseKeeper, LeaseLost
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def maker(request, tmp_path):
-    url = f"sqlite:///{tmp_path}/l.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    migrate.upgrade(url)
-    engine = make_engine(url, pool_size=4)
-    yield make_sessionmaker(engine)
-    engine.dispose()
+@pytest.fixture
+def maker(db_maker):
+    return db_maker
 
 
 def _expire(maker, member: str) -> None:

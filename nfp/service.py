@@ -166,10 +166,10 @@ class OrchestratorService:
             return  # stopped while waiting for the database
         self.supervisor = Supervisor(self.conf, on_notify=self._notify, app=self.app)
         self.supervisor.start()
-        endpoints = OrchestratorEndpoints(self.conf, self.sessionmaker, self.supervisor.dispatch,
-                                          on_batch=self.supervisor.note_intake,
-                                          read_engine=self.read_engine)
-        self.listener = RpcListener(self.conf, endpoints,
+        self.endpoints = OrchestratorEndpoints(self.conf, self.sessionmaker, self.supervisor.dispatch,
+                                               on_batch=self.supervisor.note_intake,
+                                               read_engine=self.read_engine)
+        self.listener = RpcListener(self.conf, self.endpoints,
                                     topics=[self.conf.rpc.topic, self.conf.rpc.notification_topic],
                                     sessionmaker=self.sessionmaker)  # the notification outbox
         self.listener.start()
@@ -224,6 +224,7 @@ class OrchestratorService:
         if self.listener is not None:
             # First: no new messages, and the batches in hand are committed and acked.
             self.listener.stop(timeout=10)
+            self.endpoints.close()
         if self.supervisor is not None:
             # Then: running steps get drain_timeout to finish; the rest stays in the DB.
             self.supervisor.stop(self.conf.orchestrator.drain_timeout)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Engine
@@ -34,7 +35,11 @@ def _track_writes(engine: Engine) -> None:
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
     def _reset(conn):
-        conn.info.pop(_WROTE, None)
+        # A lost connection's rollback runs this too: reading its info would try
+        # to reconnect inside the dead transaction and raise PendingRollbackError
+        # in place of the real (transient) error. Its info goes with it anyway.
+        if not conn.invalidated:
+            conn.info.pop(_WROTE, None)
 
 
 def wrote(session) -> bool:
@@ -49,13 +54,20 @@ def wrote(session) -> bool:
 
 #: PostgreSQL ends a session idle inside a transaction this long (ms)
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+#: bounds of an autocommit (read) engine's connects (s) and statements (ms): the
+#: listener's consumer thread answers ``get_network_function`` on one
+READ_CONNECT_TIMEOUT = 5
+READ_STATEMENT_TIMEOUT_MS = 5_000
 
 
 def make_engine(url: str, pool_size: int = 10, echo: bool = False, autocommit: bool = False) -> Engine:
     """Create an engine. SQLite gets WAL and a busy timeout so listener and
     workers (separate processes) can write to one file. ``autocommit`` (PostgreSQL;
     ignored on SQLite) makes every statement its own transaction, for reads of one
-    statement: set on the engine, it costs nothing per checkout."""
+    statement: set on the engine, it costs nothing per checkout. Such an engine's
+    connects and statements are bounded (``READ_CONNECT_TIMEOUT``,
+    ``READ_STATEMENT_TIMEOUT_MS``): a read waits seconds, not minutes, on a
+    database that stopped answering."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         path = make_url(url).database or ""
@@ -86,6 +98,8 @@ def make_engine(url: str, pool_size: int = 10, echo: bool = False, autocommit: b
     # bounded: no overflow, so a host's connections are what nfp.db.budget says;
     # a thread finding the pool empty waits for a connection (a timeout is transient)
     isolation = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    bounds = {"connect_timeout": READ_CONNECT_TIMEOUT} if autocommit else {}
+    settings = {"statement_timeout": READ_STATEMENT_TIMEOUT_MS} if autocommit else {}
     engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=0, pool_timeout=60,
                          pool_pre_ping=False, pool_recycle=1800, **isolation,
                          connect_args={"application_name": f"nfp-{os.getpid()}",
@@ -96,20 +110,21 @@ def make_engine(url: str, pool_size: int = 10, echo: bool = False, autocommit: b
                                        # nfp never idles inside a transaction (steps commit
                                        # before device I/O), so the server may end such a
                                        # session after a minute.
-                                       "options": _pg_options(url)}
+                                       "options": _pg_options(url, settings), **bounds}
                          if url.startswith("postgresql") else {})
     if not autocommit:
         _track_writes(engine)
     return engine
 
 
-def _pg_options(url: str) -> str:
+def _pg_options(url: str, extra: Optional[dict] = None) -> str:
     """The URL's own ``options`` (a search_path, say) plus nfp's session settings:
     connect_args would otherwise replace the URL's value."""
     given = make_url(url).query.get("options") or ""
     if isinstance(given, tuple):
         given = " ".join(given)
-    return f"{given} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}".strip()
+    settings = {"idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION_TIMEOUT_MS, **(extra or {})}
+    return " ".join([given, *(f"-c {name}={value}" for name, value in settings.items())]).strip()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

@@ -9,7 +9,8 @@ Threads, each with one job (the dramatiq / oslo pattern):
   kombu's: ``ConsumerMixin`` restarts consuming after a connection error and
   ``Connection.ensure_connection`` waits for the broker;
 - the **intake** (:mod:`nfp.rpc.intake`) group-commits mutations;
-- the **read pool** (:mod:`nfp.rpc.reads`) answers queries;
+- the **read pool** (:mod:`nfp.rpc.reads`) answers queries; the few that the
+  dispatcher ``serves_inline`` (one bounded statement) the consumer answers itself;
 - the **publisher** (:mod:`nfp.rpc.publisher`) owns a second connection and
   sends replies and call-monitor heartbeats;
 - the **outbox relay** (:mod:`nfp.rpc.relay`), given a database, owns a third
@@ -87,6 +88,8 @@ class RpcListener(ConsumerMixin):
         self.intake = Intake(dispatcher, self._settle, self._drop, conf.transport.prefetch,
                              max_attempts, self.counters)
         self.reads = ReadPool(dispatcher, self._settle, conf.rpc.read_threads, self.counters)
+        #: optional in the Dispatcher protocol: without it every read goes to the pool
+        self._serves_inline = getattr(dispatcher, "serves_inline", lambda topic, method: False)
         self._settlements = Settlements(self.counters)
         self._handoff: list[Delivery] = []  # consumer thread only
         self._handed_off_at = 0.0
@@ -354,7 +357,10 @@ class RpcListener(ConsumerMixin):
         except Exception:  # a broken classifier must not lose the message: commit it
             is_read = False
         if is_read:
-            self.reads.put(delivery)
+            if self._serves_inline(request.topic, request.method):
+                self._settle(delivery, self.reads.serve_now(delivery))
+            else:
+                self.reads.put(delivery)
             return
         # Waking the intake thread for every message of a burst costs more than
         # the message (GIL hand-offs); within a burst, mutations are passed on

@@ -2,7 +2,9 @@
 
 Reads never wait behind a batch of mutations, and mutations never wait behind
 a slow read. Each thread calls ``dispatcher.handle_read`` and hands the outcome
-to ``settle`` (reply, then ack on the consumer thread).
+to ``settle`` (reply, then ack on the consumer thread). A read the dispatcher
+``serves_inline`` is answered by :meth:`ReadPool.serve_now` on the consumer
+thread instead, through ``dispatcher.handle_inline_read``.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Callable, Optional
 from nfp.rpc.counters import Counters
 from nfp.rpc.delivery import Delivery
 from nfp.rpc.errors import describe, safe
-from nfp.rpc.types import Dispatcher, Reply
+from nfp.rpc.types import Dispatcher, IncomingRequest, Reply
 
 LOG = logging.getLogger(__name__)
 
@@ -58,17 +60,22 @@ class ReadPool:
             thread.join(timeout)
         return not any(t.is_alive() for t in self._threads)
 
+    def serve_now(self, delivery: Delivery) -> Reply:
+        """Answer a read on the calling thread (``dispatcher.handle_inline_read``);
+        errors become the caller's, as in the pool."""
+        return self._serve(delivery, self.dispatcher.handle_inline_read)
+
     def _run(self) -> None:
         while True:
             delivery = self._queue.get()
             if delivery is _STOP:
                 return
-            self.settle(delivery, self._serve(delivery))
+            self.settle(delivery, self._serve(delivery, self.dispatcher.handle_read))
 
-    def _serve(self, delivery: Delivery) -> Reply:
+    def _serve(self, delivery: Delivery, handle: Callable[[IncomingRequest], Reply]) -> Reply:
         request = delivery.request
         try:
-            outcome = self.dispatcher.handle_read(request)
+            outcome = handle(request)
         except Exception as exc:  # the dispatcher's bug must not kill the pool
             LOG.warning("Read %s (msg_id %s) failed (%s); the caller gets the error.",
                         safe(request.method), safe(request.msg_id), describe(exc))

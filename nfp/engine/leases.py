@@ -30,7 +30,9 @@ with the same ``rpc.host`` would share them and run the same buckets. Each membe
 row records its machine (:func:`machine_id`). :meth:`LeaseKeeper.join` refuses
 (:class:`DuplicateHost`) a member whose row names another machine that beat
 within ``ttl``, and takes it over once that machine is silent past ``ttl`` (a
-replacement machine). A member whose row another machine took over (it was
+replacement machine: its worker retries the join once, when the holder's last
+heartbeat has turned ``ttl`` old, so starting it right after the old machine
+died works). A member whose row another machine took over (it was
 paused past ``ttl``) finds its heartbeat refused at its next
 :meth:`LeaseKeeper.tick`: it renews nothing, drops every bucket and raises
 :class:`DuplicateHost`; the epochs the taker bumped already fence its commits.
@@ -75,13 +77,20 @@ class DuplicateHost(ConfigError):
 
     Attributes:
         lost(set[int]): buckets this member dropped because of it (empty at join).
+        wait(float | None): at join, seconds until the holder's last heartbeat is
+            ``ttl`` old. A machine replacing a dead one retries the join once
+            after that long and takes the member over; a live holder has beaten
+            again by then and the retry is refused for good.
     """
 
-    def __init__(self, message: str, lost: Iterable[int] = ()):
+    def __init__(self, message: str, lost: Iterable[int] = (), wait: Optional[float] = None):
         super().__init__(message)
         self.lost = set(lost)
+        self.wait = wait
 
 
+#: a refused join is retried this long (s) after the holder's heartbeat turns ``ttl`` old
+JOIN_RETRY_MARGIN = 1.0
 #: environment variable that overrides :func:`machine_id` (tests simulate two machines with it)
 MACHINE_ENV = "NFP_MACHINE_ID"
 #: where the OS keeps its machine id (systemd; older D-Bus systems)
@@ -212,8 +221,9 @@ class LeaseKeeper:
                         f"rpc.host {self.host!r} is in use by another machine: member "
                         f"{self.member} is held by machine {row.machine} (pid {row.pid}, last "
                         f"heartbeat {age:.1f} s ago; this machine is {self.machine}). Give each "
-                        f"host a unique rpc.host; a machine replacing a dead one may join "
-                        f"{self.ttl:.0f} s (orchestrator.lease_ttl) after its last heartbeat")
+                        f"host a unique rpc.host; a machine replacing a dead one takes its "
+                        f"members over {self.ttl:.0f} s (orchestrator.lease_ttl) after its last "
+                        f"heartbeat", wait=self.ttl - age + JOIN_RETRY_MARGIN)
                 LOG.warning("member %s: taking it over from machine %s (pid %d), silent for "
                             "%.0f s (past lease_ttl %.0f s); this machine is %s",
                             self.member, row.machine, row.pid, age, self.ttl, self.machine)

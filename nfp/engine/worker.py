@@ -15,7 +15,9 @@ Faults: a database that cannot be reached at boot or at ``take`` is waited
 for (with backoff, heartbeat kept), never a boot error; exit code 3 means a
 configuration error. Another machine running this member (two machines with one
 ``rpc.host``: :class:`~nfp.engine.leases.DuplicateHost`, at ``take`` or when a
-renewal finds the member taken over) is one: the worker runs nothing more, tells
+renewal finds the member taken over) is one. At ``take`` it is retried once, when
+the holder has been silent for ``lease_ttl`` (a replacement machine started right
+after the old one died gets its members then); when it stands, the worker runs nothing more, tells
 the supervisor why, drains and exits with code 3, and the daemon halts. A worker
 whose threads are stuck in handlers past their deadline (hung device calls:
 Python cannot stop a thread) drains and exits with :data:`EXIT_RECYCLE`, and the
@@ -142,6 +144,8 @@ class Worker:
         self._wakes: "queue.SimpleQueue[set[int]]" = queue.SimpleQueue()
         self._wake_listener: Optional[wake.WakeListener] = None
         self._take_failures = 0
+        #: a join refused for a live-looking holder was retried once (see _try_take)
+        self._waited_for_holder = False
         self._take_at: Optional[float] = None  # a pending ``take``: try at this time
         #: why this member must stop (another machine runs it), set by the take or the lease thread
         self.duplicate: Optional[str] = None
@@ -244,8 +248,17 @@ class Worker:
         try:
             self.take_shard()
             self._take_at = None
-        except leases.DuplicateHost as exc:  # another machine runs this member: stop
-            self._take_at = None
+        except leases.DuplicateHost as exc:
+            if exc.wait is not None and not self._waited_for_holder:
+                # a replacement machine started within lease_ttl of the old one's
+                # death: once the holder's heartbeat is that old, it is ours
+                self._waited_for_holder = True
+                self._take_at = time.time() + exc.wait
+                LOG.warning("worker %d: %s; retrying once in %.1f s, when it has been silent "
+                            "past lease_ttl (a dead machine's members are then taken over)",
+                            self.args.index, exc, exc.wait)
+                return
+            self._take_at = None  # another machine runs this member: stop
             self.duplicate = str(exc)
         except Exception as exc:
             if not faults.is_transient(exc):

@@ -1,9 +1,11 @@
 """Two machines configured with one ``rpc.host``, on one PostgreSQL and RabbitMQ.
 
 Both daemons run on this box; ``NFP_MACHINE_ID`` makes the second one another
-machine. A second machine started while the first one's workers beat is refused:
-it exits with code 3 (configuration error: systemd does not restart it) naming
-the host, and the first runs on. A machine paused past its leases whose members
+machine. A second machine started while the first one's workers beat is refused
+(after one retry when the first's heartbeats are ``lease_ttl`` old, and still
+fresh): it exits with code 3 (configuration error: systemd does not restart it)
+naming the host, and the first runs on. A replacement machine started right
+after the first was killed waits for that retry and takes the host over. A machine paused past its leases whose members
 another machine took over meanwhile halts the same way when it resumes, and
 leaves that machine's leases alone.
 """
@@ -115,3 +117,37 @@ def test_a_machine_paused_past_its_leases_and_taken_over_halts_when_it_resumes(
             b.stop()
             if b.client is not None:
                 b.client.close()
+
+
+def test_a_replacement_started_right_after_the_machine_died_takes_it_over(
+        tmp_path, pg_url, rabbit_url):
+    topic = f"nfp-dup-{uuid.uuid4().hex[:8]}"
+    ttl = 6
+    a = _machine(tmp_path, "a", pg_url, rabbit_url, topic, ttl=ttl)
+    a.start(timeout=120)
+    try:
+        _wait(lambda: _host_status(a)["leases"] == 64, "the first machine to hold every bucket")
+        nf = a.client.create_network_function(nf_body("before-the-death"))
+        a.wait_for_status(nf["id"], timeout=120)
+    finally:
+        for pid in _tree(a.proc.pid):  # the whole machine dies at once
+            os.kill(pid, signal.SIGKILL)
+        a.proc.wait(30)
+        if a.client is not None:
+            a.client.close()
+    b = _machine(tmp_path, "b", pg_url, rabbit_url, topic, ttl=ttl,
+                 env={"NFP_MACHINE_ID": "machine-b"})
+    b.start(timeout=120)  # at once: a's heartbeats are still younger than lease_ttl
+    try:
+        _wait(lambda: _host_status(b)["machines"] == ["machine-b"]
+              and _host_status(b)["leases"] == 64, "the replacement to take the members over")
+        assert b.proc.poll() is None
+        logs = b.logs()
+        assert "retrying once in" in logs and "taking it over from machine" in logs, logs[-3000:]
+        nf = b.client.create_network_function(nf_body("after-the-replacement"))
+        b.wait_for_status(nf["id"], timeout=120)
+        assert b.client.get_network_function(nf["id"])["status"] == "ACTIVE"
+    finally:
+        b.stop()
+        if b.client is not None:
+            b.client.close()

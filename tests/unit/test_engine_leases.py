@@ -194,6 +194,8 @@ def test_a_second_machine_with_the_same_host_is_refused_while_the_first_beats(ma
                                             r"machine machine-a \(pid \d+, last heartbeat") as info:
         b.join()
     assert "unique rpc.host" in str(info.value)
+    # a replacement would be let in once a's heartbeat is ttl old: the worker retries then
+    assert 15 - 5 < info.value.wait <= 15 + leases.JOIN_RETRY_MARGIN
     assert b.held == {}
     # nothing of a's changed: its row, its leases and their epochs
     assert _member_machine(maker, "host-a/0") == "machine-a"

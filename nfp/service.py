@@ -37,6 +37,8 @@ EXIT_BOOT = 3
 #: waiting for the database at start: first pause and ceiling, seconds
 DB_WAIT_START = 0.5
 DB_WAIT_MAX = 10.0
+#: at stop, after the workers drained: longest the outbox relay publishes what is left (s)
+RELAY_DRAIN_TIMEOUT = 5.0
 
 
 def sd_notify(message: str) -> None:
@@ -223,11 +225,15 @@ class OrchestratorService:
         sd_notify("STOPPING=1")
         if self.listener is not None:
             # First: no new messages, and the batches in hand are committed and acked.
-            self.listener.stop(timeout=10)
+            # The outbox relay runs on: the draining steps commit notifications.
+            self.listener.stop(timeout=10, relay=False)
             self.endpoints.close()
         if self.supervisor is not None:
             # Then: running steps get drain_timeout to finish; the rest stays in the DB.
             self.supervisor.stop(self.conf.orchestrator.drain_timeout)
+        if self.listener is not None:
+            # Last: what those steps committed to the outbox is published now.
+            self.listener.stop_relay(RELAY_DRAIN_TIMEOUT, drain=True)
         if self.audit is not None:
             self.audit.daemon(audit.AUDIT_STOP, "nfp-orchestrator")
             self.audit = None

@@ -124,7 +124,7 @@ class RpcListener(ConsumerMixin):
         """True once the topology is declared and consumed on the current connection."""
         return self._ready.is_set()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0, relay: bool = True) -> None:
         """Graceful stop, in this order:
 
         1. stop consuming, so the broker sends nothing new;
@@ -132,7 +132,9 @@ class RpcListener(ConsumerMixin):
         3. apply the last acks, close the consuming connection (anything not
            acked by then returns to the queue), and remove the private fanout queue;
         4. publish the remaining replies and close the publishing connections
-           (notifications not yet published stay in the outbox).
+           (notifications not yet published stay in the outbox). With
+           ``relay=False`` the outbox relay runs on, for the workers' drain:
+           stop it later with :meth:`stop_relay`.
         """
         deadline = time.monotonic() + timeout
         self._stop_consuming.set()
@@ -153,8 +155,14 @@ class RpcListener(ConsumerMixin):
                 self._abandon.set()
                 self._thread.join(2.0)
         self.publisher.stop(max(_left(deadline), 1.0))
+        if relay:
+            self.stop_relay(max(_left(deadline), 1.0))
+
+    def stop_relay(self, timeout: float, drain: bool = False) -> None:
+        """Stop the outbox relay; with ``drain``, after publishing what the outbox
+        holds (at most ``timeout`` s)."""
         if self.relay is not None:
-            self.relay.stop(max(_left(deadline), 1.0))
+            self.relay.stop(timeout, drain=drain)
 
     def join(self, timeout: Optional[float] = None) -> None:
         """Block until the consumer thread has finished (after :meth:`stop`)."""

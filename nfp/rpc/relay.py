@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Optional
 
 from nfp import backoff, faults, outbox
@@ -32,6 +33,8 @@ LOG = logging.getLogger(__name__)
 SWEEP_INTERVAL = 2.0
 #: rows claimed per round (a round's transaction stays short)
 BATCH = 200
+#: longest a draining stop publishes what is left (s), unless told otherwise
+DRAIN_TIMEOUT = 5.0
 #: retry after a failed round: first pause and ceiling, seconds
 RETRY_START = 0.5
 RETRY_MAX = 15.0
@@ -53,6 +56,8 @@ class Relay:
         self.producer = ConfirmedProducer(url, conf, self.counters)
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        #: with a draining stop: the monotonic time the last rounds must end by
+        self._drain_by = 0.0
         self._thread: Optional[threading.Thread] = None
         self._ratelog = RateLimitedLog(LOG)
 
@@ -62,13 +67,18 @@ class Relay:
         self._thread = threading.Thread(target=self._run, name="nfp-outbox-relay", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: Optional[float] = None) -> None:
+    def stop(self, timeout: Optional[float] = None, drain: bool = False) -> None:
         """Finish the current round and close the connection; unpublished rows
-        stay in the table for the next start (or another host)."""
+        stay in the table for the next start (or another host). With ``drain``,
+        first publish what the table holds, for at most ``timeout`` s (default
+        ``DRAIN_TIMEOUT``): what the workers committed while they drained goes
+        out now, not at the next start."""
+        if drain:
+            self._drain_by = time.monotonic() + (DRAIN_TIMEOUT if timeout is None else timeout)
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(timeout if timeout is None or not drain else timeout + 1.0)
 
     # -- called from any thread -------------------------------------------------
     def wake(self) -> None:
@@ -114,13 +124,35 @@ class Relay:
                     wait = backoff.delay(failures, RETRY_START, RETRY_MAX, jitter=0.2)
                 self._wake.wait(wait)
                 self._wake.clear()
+            if self._publishing():
+                self._last_rounds()
         finally:
             self.producer.close()
+
+    def _publishing(self) -> bool:
+        """Not stopped, or stopping with drain time left."""
+        return not self._stopping.is_set() or time.monotonic() < self._drain_by
+
+    def _last_rounds(self) -> None:
+        """A draining stop: rounds until the table is empty or the time is up."""
+        failures = 0
+        while self._publishing():
+            try:
+                if self.run_round():
+                    return
+            except Exception as exc:
+                LOG.warning("Outbox relay could not publish everything before stopping (%s); "
+                            "the rest waits in the outbox.", describe(exc))
+            failures += 1
+            time.sleep(min(backoff.delay(failures, RETRY_START, RETRY_MAX),
+                           max(0.0, self._drain_by - time.monotonic())))
+        LOG.warning("Outbox relay stopped with notifications unpublished; they wait in the "
+                    "outbox for the next start (or another host).")
 
     def run_round(self) -> bool:
         """Publish rows until the table holds none this relay may take. Returns
         False when a publish failed (the rest waits for the next round)."""
-        while not self._stopping.is_set():
+        while self._publishing():
             published, held = self._batch()
             if held:
                 return False

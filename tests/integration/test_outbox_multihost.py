@@ -73,3 +73,42 @@ def test_two_relays_publish_each_row_once_and_in_order(tmp_path, pg_url, rabbit_
     with sessionmaker() as session:
         assert outbox.count(session) == 0
     engine.dispose()
+
+
+def test_a_draining_stop_publishes_what_the_outbox_holds(tmp_path, pg_url, rabbit_url):
+    """At SIGTERM the daemon stops its relay last, draining: rows the workers
+    committed while they drained go out now. A plain stop leaves them for the
+    next start (or another host)."""
+    migrate.upgrade(pg_url)
+    engine = make_engine(pg_url, pool_size=4)
+    sessionmaker = make_sessionmaker(engine)
+    topic = f"nfp-outbox-{uuid.uuid4().hex[:8]}"
+    conf = NfpConfig(state_dir=str(tmp_path), transport={"url": rabbit_url},
+                     rpc={"notifications_topic": topic})
+    queue = topology.notification_queue(conf, f"{topic}.info")
+    with connection_for(rabbit_url, conf) as conn:
+        queue(conn.channel()).declare()
+
+    def left_after_stop(**stop) -> int:
+        relay = Relay(sessionmaker, rabbit_url, conf)
+        relay.start()
+        time.sleep(0.5)  # its first sweep is done: it waits for a wake-up or the next sweep
+        with sessionmaker.begin() as session:  # committed without a wake-up, as by a draining step
+            outbox.add(session, "nf-drain", [("t.step", {"n": n}) for n in range(30)])
+        relay.stop(10, **stop)
+        with sessionmaker() as session:
+            return outbox.count(session)
+
+    try:
+        assert left_after_stop() == 30  # stopped at once: the rows wait in the table
+        assert left_after_stop(drain=True) == 0  # these and the 30 left before
+        with connection_for(rabbit_url, conf) as conn:
+            bound = queue(conn.channel())
+            got = []
+            while (message := bound.get(no_ack=True)) is not None:
+                got.append(codec.unwrap(message.body))
+        assert sorted(m["payload"]["n"] for m in got) == sorted(list(range(30)) * 2)
+    finally:
+        with connection_for(rabbit_url, conf) as conn:
+            queue(conn.channel()).delete()
+        engine.dispose()

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.integration
 SCOPES, PER_SCOPE = 20, 25
 
 
-def test_two_relays_publish_each_row_once_and_in_order(tmp_path, pg_url, rabbit_url):
+def _outbox_and_queue(tmp_path, pg_url, rabbit_url):
+    """A migrated database and a declared notification queue of a topic of its own."""
     migrate.upgrade(pg_url)
     engine = make_engine(pg_url, pool_size=4)
     sessionmaker = make_sessionmaker(engine)
@@ -32,6 +33,11 @@ def test_two_relays_publish_each_row_once_and_in_order(tmp_path, pg_url, rabbit_
     queue = topology.notification_queue(conf, f"{topic}.info")
     with connection_for(rabbit_url, conf) as conn:
         queue(conn.channel()).declare()
+    return engine, sessionmaker, conf, queue
+
+
+def test_two_relays_publish_each_row_once_and_in_order(tmp_path, pg_url, rabbit_url):
+    engine, sessionmaker, conf, queue = _outbox_and_queue(tmp_path, pg_url, rabbit_url)
     relays = [Relay(sessionmaker, rabbit_url, conf) for _ in range(2)]
     for relay in relays:
         relay.start()
@@ -79,15 +85,7 @@ def test_a_draining_stop_publishes_what_the_outbox_holds(tmp_path, pg_url, rabbi
     """At SIGTERM the daemon stops its relay last, draining: rows the workers
     committed while they drained go out now. A plain stop leaves them for the
     next start (or another host)."""
-    migrate.upgrade(pg_url)
-    engine = make_engine(pg_url, pool_size=4)
-    sessionmaker = make_sessionmaker(engine)
-    topic = f"nfp-outbox-{uuid.uuid4().hex[:8]}"
-    conf = NfpConfig(state_dir=str(tmp_path), transport={"url": rabbit_url},
-                     rpc={"notifications_topic": topic})
-    queue = topology.notification_queue(conf, f"{topic}.info")
-    with connection_for(rabbit_url, conf) as conn:
-        queue(conn.channel()).declare()
+    engine, sessionmaker, conf, queue = _outbox_and_queue(tmp_path, pg_url, rabbit_url)
 
     def left_after_stop(**stop) -> int:
         relay = Relay(sessionmaker, rabbit_url, conf)

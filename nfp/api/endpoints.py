@@ -127,20 +127,27 @@ class OrchestratorEndpoints(ReadEndpoints):
 
     def handle_inline_read(self, request: IncomingRequest) -> Reply:
         """Answer a read that :meth:`serves_inline` accepted, on the calling
-        (consumer) thread's held connection. A database error releases it, pauses
-        inline reads and is raised, as :meth:`handle_read` would."""
+        (consumer) thread's held connection. A held connection found dead (the
+        database restarted since the last read) is replaced and the read tried
+        once more: it only reads. Any other database error, or a second one,
+        releases the connection, pauses inline reads and is raised, as
+        :meth:`handle_read` would."""
         who = tenancy.caller(request.context, self.conf)
-        try:
-            if self._held is None or self._held_by != threading.get_ident():
+        for attempt in (1, 2):
+            try:
+                if self._held is None or self._held_by != threading.get_ident():
+                    self._release_held()
+                    self._held, self._held_by = self.read_engine.connect(), threading.get_ident()
+                return Reply(result=self._get_network_function(self._held, request.args, who))
+            except (InvalidRequest, NotFound) as exc:
+                return Reply(error=exc)
+            except SQLAlchemyError as exc:
                 self._release_held()
-                self._held, self._held_by = self.read_engine.connect(), threading.get_ident()
-            return Reply(result=self._get_network_function(self._held, request.args, who))
-        except (InvalidRequest, NotFound) as exc:
-            return Reply(error=exc)
-        except SQLAlchemyError:
-            self._release_held()
-            self._inline_after = time.monotonic() + INLINE_PAUSE
-            raise
+                if attempt == 1 and getattr(exc, "connection_invalidated", False):
+                    continue  # a stale session: a new one answers at once
+                self._inline_after = time.monotonic() + INLINE_PAUSE
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _release_held(self) -> None:
         held, self._held, self._held_by = self._held, None, None

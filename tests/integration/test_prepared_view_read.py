@@ -6,8 +6,10 @@ the endpoints hold: a database error gives that connection up and sends the
 reads to the read threads for a while."""
 from __future__ import annotations
 
+import socket
+
 import pytest
-from sqlalchemy import exc as sa_exc, text
+from sqlalchemy import exc as sa_exc, make_url, text
 
 from nfp import config as nfp_config
 from nfp.api.endpoints import OrchestratorEndpoints
@@ -120,9 +122,10 @@ def test_inline_reads_answer_what_the_read_threads_answer(db_maker, tmp_path):
             reads.dispose()
 
 
-def test_a_database_error_sends_inline_reads_to_the_read_threads(pg_url, tmp_path):
+def test_a_stale_held_connection_is_replaced_within_the_read(pg_url, tmp_path):
+    """The database restarted (here: the session was terminated) since the last
+    read: the read reconnects once and answers; the caller sees no error."""
     from tests.conftest import migrated_sessionmaker
-    from nfp.api import endpoints as endpoints_module
     conf = nfp_config.load(None, {"state_dir": str(tmp_path)}, environ={})
     with migrated_sessionmaker(pg_url) as maker:
         nf_id = _create_nf(maker, tmp_path)
@@ -134,18 +137,39 @@ def test_a_database_error_sends_inline_reads_to_the_read_threads(pg_url, tmp_pat
             with maker.kw["bind"].connect() as admin:
                 admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
                 admin.commit()
-            with pytest.raises(sa_exc.OperationalError):
-                endpoints.handle_inline_read(_get(nf_id))
-            assert endpoints._held is None  # given up, not kept dead
-            assert not endpoints.serves_inline("t", "get_network_function")
-            assert endpoints.handle_read(_get(nf_id)).result["id"] == nf_id  # the threads still answer
-            endpoints._inline_after -= endpoints_module.INLINE_PAUSE  # the pause is over
-            assert endpoints.serves_inline("t", "get_network_function")
             assert endpoints.handle_inline_read(_get(nf_id)).result["id"] == nf_id
             assert endpoints._held.exec_driver_sql("SELECT pg_backend_pid()").scalar() != backend
+            assert endpoints.serves_inline("t", "get_network_function")  # no pause: it answered
         finally:
             endpoints.close()
             reads.dispose()
+
+
+def test_an_unreachable_database_sends_inline_reads_to_the_read_threads(pg_url, tmp_path):
+    from tests.conftest import migrated_sessionmaker
+    from nfp.api import endpoints as endpoints_module
+    conf = nfp_config.load(None, {"state_dir": str(tmp_path)}, environ={})
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    closed_port = probe.getsockname()[1]
+    probe.close()  # nothing listens there: connecting is refused
+    with migrated_sessionmaker(pg_url) as maker:
+        nf_id = _create_nf(maker, tmp_path)
+        unreachable = make_url(pg_url).set(host="127.0.0.1", port=closed_port)
+        gone = make_engine(unreachable.render_as_string(hide_password=False), pool_size=1,
+                           autocommit=True)
+        endpoints = OrchestratorEndpoints(conf, maker, lambda refs: None, read_engine=gone)
+        try:
+            assert endpoints.serves_inline("t", "get_network_function")
+            with pytest.raises(sa_exc.OperationalError):
+                endpoints.handle_inline_read(_get(nf_id))
+            assert endpoints._held is None
+            assert not endpoints.serves_inline("t", "get_network_function")  # the read threads answer
+            endpoints._inline_after -= endpoints_module.INLINE_PAUSE  # the pause is over
+            assert endpoints.serves_inline("t", "get_network_function")
+        finally:
+            endpoints.close()
+            gone.dispose()
 
 
 def test_the_read_engine_bounds_its_statements(pg_url, monkeypatch):

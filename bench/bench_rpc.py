@@ -27,6 +27,7 @@ Targets: (a)/(b) >= 2.0, p50 nfp/oslo <= 1.0, (d) >= 300 NFs ACTIVE/s. Run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -140,6 +141,27 @@ def delete_entities(url: str, queues: list[str], exchanges: list[str]) -> None:
                     pass
 
 
+@contextlib.contextmanager
+def bench_server(url: str, script: str, exchange: str, topic: str, server: str, extra: tuple = ()):
+    """``script`` (a bench server) running on ``topic``, with an oslo client of it:
+    yields ``(its stdout, client)`` once it printed ``started``; stops it and
+    removes its queues and exchanges afterwards."""
+    proc = subprocess.Popen([sys.executable, str(HERE / script), "--url", url, "--exchange", exchange,
+                             "--topic", topic, "--server", server, *extra],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    transport = None
+    try:
+        assert json.loads(proc.stdout.readline())["event"] == "started", f"{script} did not start"
+        transport, client = oslo_client(url, exchange, topic)
+        yield proc.stdout, client
+    finally:
+        if transport is not None:
+            transport.cleanup()
+        proc.stdin.close()
+        proc.wait(60)
+        delete_entities(url, [topic, f"{topic}.{server}"], [exchange, f"{topic}_fanout"])
+
+
 # -- (b), (c-baseline) and the RPC layer alone: one server subprocess each -------------------
 
 def run_server(url: str, script: str, count: int, calls: int, extra: tuple = ()) -> dict:
@@ -149,22 +171,11 @@ def run_server(url: str, script: str, count: int, calls: int, extra: tuple = ())
     exchange, topic = f"bench_{name}_{RUN}", f"bench_{name}_topic_{RUN}"
     conf = NfpConfig(transport={"url": url, "control_exchange": exchange})
     publish_rate = preload(url, conf, topic, count)
-    proc = subprocess.Popen([sys.executable, str(HERE / script), "--url", url, "--exchange", exchange,
-                             "--topic", topic, "--server", "bench-server", "--expect", str(count),
-                             *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    transport = None
-    try:
-        assert json.loads(proc.stdout.readline())["event"] == "started", f"{script} did not start"
-        drained = json.loads(proc.stdout.readline())
-        transport, client = oslo_client(url, exchange, topic)
+    with bench_server(url, script, exchange, topic, "bench-server",
+                      ("--expect", str(count), *extra)) as (out, client):
+        drained = json.loads(out.readline())
         lat = latencies(lambda: client.call(dict(CONTEXT), "get_network_function",
                                             network_function_id="nf-1"), calls)
-    finally:
-        if transport is not None:
-            transport.cleanup()
-        proc.stdin.close()
-        proc.wait(60)
-        delete_entities(url, [topic, f"{topic}.bench-server"], [exchange, f"{topic}_fanout"])
     return {"publish_rate": publish_rate, "drain_rate": drained["rate"],
             "drain_rate_from_start": drained["rate_from_start"], **lat}
 
@@ -333,21 +344,9 @@ def latency_beside_oslo(url: str, call_nfp: Callable[[], object], calls: int) ->
     """(c) and its baseline side by side: a stock oslo no-op server started next to
     the daemon, the two called in alternating rounds by the same oslo client."""
     exchange, topic = f"bench_side_{RUN}", f"bench_side_topic_{RUN}"
-    proc = subprocess.Popen([sys.executable, str(HERE / "oslo_noop_server.py"), "--url", url,
-                             "--exchange", exchange, "--topic", topic, "--server", "bench-side"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    transport = None
-    try:
-        assert json.loads(proc.stdout.readline())["event"] == "started", "oslo server did not start"
-        transport, oslo = oslo_client(url, exchange, topic)
+    with bench_server(url, "oslo_noop_server.py", exchange, topic, "bench-side") as (_, oslo):
         got = side_by_side({"nfp": call_nfp, "oslo": lambda: oslo.call(
             dict(CONTEXT), "get_network_function", network_function_id="nf-1")}, calls)
-    finally:
-        if transport is not None:
-            transport.cleanup()
-        proc.stdin.close()
-        proc.wait(60)
-        delete_entities(url, [topic, f"{topic}.bench-side"], [exchange, f"{topic}_fanout"])
     return {**got["nfp"], "oslo_beside": got["oslo"]}
 
 

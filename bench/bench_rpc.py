@@ -92,22 +92,10 @@ def preload(url: str, conf: NfpConfig, topic: str, count: int) -> float:
         return count / (time.perf_counter() - started)
 
 
-def latencies(fn: Callable[[], object], n: int, warmup: int = 20) -> dict:
-    """p50/p99 in ms of ``n`` sequential calls of ``fn`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t) * 1000)
-    return {"p50_ms": statistics.median(samples), "p99_ms": statistics.quantiles(samples, n=100)[98],
-            "calls_per_s": n / (sum(samples) / 1000)}
-
-
 def side_by_side(calls: dict[str, Callable[[], object]], n: int, rounds: int = 5) -> dict[str, dict]:
-    """Sequential-call latency of each target in ``calls``, measured in alternating
-    rounds of ``n // rounds`` calls, so a drift of the machine hits all alike."""
+    """p50/p99 in ms of ``n`` sequential calls of each target in ``calls`` after 20
+    warm-up calls, in alternating rounds of ``n // rounds`` calls, so a drift of
+    the machine hits all alike (one target, one round: plain sequential calls)."""
     samples: dict[str, list[float]] = {name: [] for name in calls}
     for fn in calls.values():
         for _ in range(20):
@@ -174,8 +162,8 @@ def run_server(url: str, script: str, count: int, calls: int, extra: tuple = ())
     with bench_server(url, script, exchange, topic, "bench-server",
                       ("--expect", str(count), *extra)) as (out, client):
         drained = json.loads(out.readline())
-        lat = latencies(lambda: client.call(dict(CONTEXT), "get_network_function",
-                                            network_function_id="nf-1"), calls)
+        lat = side_by_side({script: lambda: client.call(dict(CONTEXT), "get_network_function",
+                                                        network_function_id="nf-1")}, calls, rounds=1)[script]
     return {"publish_rate": publish_rate, "drain_rate": drained["rate"],
             "drain_rate_from_start": drained["rate_from_start"], **lat}
 

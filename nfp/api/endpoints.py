@@ -14,7 +14,6 @@ stored), and every mutation gets its ``audit_log`` row (:mod:`nfp.api.guard`).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from types import SimpleNamespace
@@ -93,9 +92,8 @@ class OrchestratorEndpoints(ReadEndpoints):
         self.dispatch = dispatch
         self.on_batch = on_batch or (lambda size: None)
         self._secrets = None
-        #: the connection inline reads hold (PostgreSQL), opened on first use
+        #: the connection inline reads hold (PostgreSQL; the consumer thread only), opened on first use
         self._held = None
-        self._held_by: Optional[int] = None
         self._inline_after = 0.0
 
     def secret_store(self):
@@ -126,31 +124,35 @@ class OrchestratorEndpoints(ReadEndpoints):
                 and time.monotonic() >= self._inline_after)
 
     def handle_inline_read(self, request: IncomingRequest) -> Reply:
-        """Answer a read that :meth:`serves_inline` accepted, on the calling
-        (consumer) thread's held connection. A held connection found dead (the
-        database restarted since the last read) is replaced and the read tried
-        once more: it only reads. Any other database error, or a second one,
-        releases the connection, pauses inline reads and is raised, as
-        :meth:`handle_read` would."""
+        """Answer a read that :meth:`serves_inline` accepted, on the connection
+        the consumer thread holds. A held connection found dead (the database
+        restarted since the last read) is replaced and the read tried once more:
+        it only reads. Any other database error, or a second one, releases the
+        connection, pauses inline reads and is raised, as :meth:`handle_read` would."""
         who = tenancy.caller(request.context, self.conf)
-        for attempt in (1, 2):
+        try:
             try:
-                if self._held is None or self._held_by != threading.get_ident():
-                    self._release_held()
-                    self._held, self._held_by = self.read_engine.connect(), threading.get_ident()
-                return Reply(result=self._get_network_function(self._held, request.args, who))
-            except (InvalidRequest, NotFound) as exc:
-                return Reply(error=exc)
+                return self._read_held(request, who)
             except SQLAlchemyError as exc:
                 self._release_held()
-                if attempt == 1 and getattr(exc, "connection_invalidated", False):
-                    continue  # a stale session: a new one answers at once
-                self._inline_after = time.monotonic() + INLINE_PAUSE
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
+                if not getattr(exc, "connection_invalidated", False):
+                    raise
+                return self._read_held(request, who)  # a stale session: a new one answers at once
+        except SQLAlchemyError:
+            self._release_held()
+            self._inline_after = time.monotonic() + INLINE_PAUSE
+            raise
+
+    def _read_held(self, request: IncomingRequest, who: Caller) -> Reply:
+        if self._held is None:
+            self._held = self.read_engine.connect()
+        try:
+            return Reply(result=self._get_network_function(self._held, request.args, who))
+        except (InvalidRequest, NotFound) as exc:
+            return Reply(error=exc)
 
     def _release_held(self) -> None:
-        held, self._held, self._held_by = self._held, None, None
+        held, self._held = self._held, None
         if held is not None:
             try:
                 held.close()

@@ -105,9 +105,10 @@ class Relay:
 
     # -- the thread ---------------------------------------------------------------
     def _run(self) -> None:
-        failures = 0
+        failures, complete = 0, True
         try:
-            while not self._stopping.is_set():
+            # until stopped; a draining stop runs on until the table is empty or its time is up
+            while self._publishing():
                 try:
                     complete = self.run_round()
                 except Exception as exc:  # the database is down, or a bug: retry, never die
@@ -116,38 +117,27 @@ class Relay:
                                       "round", "Outbox relay cannot read the outbox (%s); "
                                       "notifications wait there; retrying.", describe(exc))
                 if complete:
+                    if self._stopping.is_set():
+                        break
                     failures = 0
                     self._ratelog.clear("round")
                     wait = SWEEP_INTERVAL
                 else:
                     failures += 1
                     wait = backoff.delay(failures, RETRY_START, RETRY_MAX, jitter=0.2)
+                if self._stopping.is_set():
+                    wait = min(wait, max(0.0, self._drain_by - time.monotonic()))
                 self._wake.wait(wait)
                 self._wake.clear()
-            if self._publishing():
-                self._last_rounds()
+            if self._drain_by and not complete:
+                LOG.warning("Outbox relay stopped with notifications unpublished; they wait in "
+                            "the outbox for the next start (or another host).")
         finally:
             self.producer.close()
 
     def _publishing(self) -> bool:
         """Not stopped, or stopping with drain time left."""
         return not self._stopping.is_set() or time.monotonic() < self._drain_by
-
-    def _last_rounds(self) -> None:
-        """A draining stop: rounds until the table is empty or the time is up."""
-        failures = 0
-        while self._publishing():
-            try:
-                if self.run_round():
-                    return
-            except Exception as exc:
-                LOG.warning("Outbox relay could not publish everything before stopping (%s); "
-                            "the rest waits in the outbox.", describe(exc))
-            failures += 1
-            time.sleep(min(backoff.delay(failures, RETRY_START, RETRY_MAX),
-                           max(0.0, self._drain_by - time.monotonic())))
-        LOG.warning("Outbox relay stopped with notifications unpublished; they wait in the "
-                    "outbox for the next start (or another host).")
 
     def run_round(self) -> bool:
         """Publish rows until the table holds none this relay may take. Returns
@@ -158,7 +148,7 @@ class Relay:
                 return False
             if not published:
                 return True
-        return True
+        return False  # stopped before the table was empty
 
     def _batch(self) -> tuple[int, int]:
         """One claim: (rows published and deleted, rows held back)."""

@@ -53,6 +53,8 @@ class Result:
     dropped: Optional[str] = None
     #: run the same step again after this many seconds (a transient error)
     retry_after: Optional[float] = None
+    #: the step was closed (done or failed): its fan-in parent, if any, is released
+    closed: bool = False
 
     @property
     def wakes(self) -> list[tuple[str, dict]]:
@@ -180,9 +182,9 @@ class Executor:
         session.flush()
         store.finish_many(session, finished)
         refs = store.add_many(session, emits)
+        self._fence(session, [row.key_hash for row in rows.values()])
         for event_id in event_ids:
             refs += self._release(session, rows[event_id])
-        self._fence(session, [row.key_hash for row in rows.values()])
         session.commit()
         results = {event_id: Result(notify=notify[event_id]) for event_id in event_ids}
         results[event_ids[0]].refs = refs  # follow-ups are dispatched once, not per step
@@ -206,7 +208,7 @@ class Executor:
             if row is None or row.status not in EventStatus.OPEN:
                 return Result(dropped="already closed")
             result = self._fail(session, row, reason)
-            self._fence(session, [row.key_hash])
+            self._close(session, row, result)
             session.commit()
             return result
         except LeaseLost:
@@ -231,7 +233,7 @@ class Executor:
             return Result(dropped="lease lost")
         if row.status == EventStatus.WAITING:
             result = self._fail(session, row, "timed out waiting for a configurator notification")
-            self._fence(session, [row.key_hash])
+            self._close(session, row, result)
             session.commit()
             return result
         spec = self.registry.lookup(row.type)
@@ -244,7 +246,8 @@ class Executor:
             session.commit()
         step = Step(event=row, session=session, services=self.services,
                     notification=(row.result or {}).get("notification"), busy_probe=self.busy_probe,
-                    fence=lambda s: self._fence(s, [row.key_hash]))
+                    fence=lambda s: self._fence(s, [row.key_hash]),
+                    guard=lambda: self.lease.guard([row.key_hash]) if self.lease is not None else None)
         if spec is None:
             outcome = fail(f"no handler for step type {row.type!r}")
         elif row.attempts >= self.max_attempts:
@@ -253,7 +256,7 @@ class Executor:
             outcome = self._call(spec, step, session)
         try:
             result = self._apply(session, row, outcome, step)
-            self._fence(session, [row.key_hash])
+            self._close(session, row, result)
             session.commit()
             return result
         except SQLAlchemyError as exc:
@@ -264,7 +267,7 @@ class Executor:
                       exc.__class__.__name__)
             row = store.load_one(session, event_id)
             result = self._fail(session, row, f"could not commit step result: {exc.__class__.__name__}")
-            self._fence(session, [row.key_hash])
+            self._close(session, row, result)
             session.commit()
             return result
 
@@ -312,9 +315,8 @@ class Executor:
             session.rollback()  # cancelled or expired meanwhile: drop the late result
             return Result(dropped="closed meanwhile")
         refs = store.add(session, outcome.emit, row.generation, parent_id=None)
-        refs += self._release(session, row)
         outbox.add(session, row.scope, outcome.notify)  # committed with the step
-        return Result(refs=refs, notify=outcome.notify)
+        return Result(refs=refs, notify=outcome.notify, closed=True)
 
     def _fail(self, session, row, reason: str, step: Optional[Step] = None) -> Result:
         LOG.warning("step %s %s (scope %s) failed: %s", row.id, row.type, row.scope, reason)
@@ -334,9 +336,17 @@ class Executor:
             if follow is not None:
                 refs += store.add(session, follow.emit, row.generation)
                 notify += follow.notify
-        refs += self._release(session, row)
         outbox.add(session, row.scope, notify)  # committed with the failure
-        return Result(refs=refs, notify=notify)
+        return Result(refs=refs, notify=notify, closed=True)
+
+    def _close(self, session, row, result: Result) -> None:
+        """The end of a step's transaction, before its commit: the fence, then
+        the release of a closed step's fan-in parent. The parent's row is shared
+        with the step's siblings, which wait for its lock, so it is the last
+        statement: the lock is held for the commit, not also for the fence."""
+        self._fence(session, [row.key_hash])
+        if result.closed:
+            result.refs += self._release(session, row)
 
     @staticmethod
     def _release(session, row) -> list[store.Ref]:

@@ -396,6 +396,22 @@ class LeaseKeeper:
         with self._lock:
             return sorted(self.held)
 
+    def guard(self, key_hashes: Iterable[int]):
+        """The fence as a SQL condition, for a write that commits in one statement
+        (autocommit) and so has no transaction to run :meth:`fence` in: true while
+        this member holds each bucket with the epoch it took, its lease row
+        share-locked by the statement as the fence locks it. Raises
+        :class:`LeaseLost` at once for a bucket this member no longer holds."""
+        buckets = {bucket_of(h) for h in key_hashes}
+        with self._lock:
+            expected = {b: self.held.get(b) for b in buckets}
+        lost = sorted(b for b, e in expected.items() if e is None)
+        if lost:
+            raise LeaseLost(f"buckets {lost} not held")
+        return and_(*(select(L.c.bucket).where(L.c.bucket == b, L.c.epoch == e, L.c.owner == self.member)
+                      .with_for_update(key_share=True, read=True).exists()
+                      for b, e in sorted(expected.items())))
+
     def fence(self, session, key_hashes: Iterable[int]) -> None:
         """Inside the step's transaction, before its commit: raise :class:`LeaseLost`
         unless this member still holds each bucket with the epoch it took."""

@@ -6,9 +6,11 @@ from __future__ import annotations
 import threading
 import uuid
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, update
 
 from nfp.db import migrate
+from nfp.db.leases import BucketLease
 from nfp.db.engine import make_engine, make_sessionmaker
 from nfp.db.models import NetworkFunction, NetworkFunctionDevice, NetworkFunctionInstance
 from nfp.db.repositories import devices
@@ -44,7 +46,7 @@ def test_racing_reservations_never_exceed_the_device_or_link_twice(pg_url):
     start = threading.Barrier(len(ids))
 
     def reserve(nfi_id: str) -> None:
-        with sessions.begin() as session:
+        with sessions() as session:  # the reservation commits by itself
             start.wait()
             results[nfi_id] = devices.reserve(session, "dev-1", 2, nfi_id)
     try:
@@ -68,11 +70,40 @@ def test_racing_reservations_never_exceed_the_device_or_link_twice(pg_url):
 def test_a_second_reservation_of_one_instance_takes_nothing(pg_url):
     engine, sessions, ids = _setup(pg_url, instances=1, capacity=8)
     try:
-        with sessions.begin() as session:
+        with sessions() as session:
             assert devices.reserve(session, "dev-1", 2, ids[0]) == "reserved"
-        with sessions.begin() as session:  # a step retried after its commit
+        with sessions() as session:  # a step retried after its commit
             assert devices.reserve(session, "dev-1", 2, ids[0]) == "linked"
         device = _device(sessions)
         assert (device.interfaces_in_use, device.reference_count) == (2, 1)
+    finally:
+        engine.dispose()
+
+
+def test_a_reservation_without_its_lease_writes_nothing_and_says_so(pg_url):
+    """The step's lease is checked in the reservation's own statement: a worker
+    that lost its bucket (paused past the lease) takes nothing and links nothing."""
+    from nfp.engine.leases import LeaseKeeper, LeaseLost
+    from nfp.engine.events import shard_hash
+    engine, sessions, ids = _setup(pg_url, instances=1, capacity=8)
+    keeper = LeaseKeeper(sessions, "host-a", 0, ttl=15)
+    try:
+        keeper.join()
+        keeper.tick()
+        key = shard_hash("nf-x")
+        assert keeper.holds(key)
+        stale = keeper.guard([key])
+        with sessions.begin() as session:  # another member took the bucket over
+            session.execute(update(BucketLease.__table__).values(epoch=BucketLease.__table__.c.epoch + 1))
+        with sessions() as session:
+            with pytest.raises(LeaseLost):
+                devices.reserve(session, "dev-1", 2, ids[0], stale)
+        device = _device(sessions)
+        assert (device.interfaces_in_use, device.reference_count) == (0, 0)
+        with sessions() as session:
+            assert session.get(NetworkFunctionInstance, ids[0]).network_function_device_id is None
+        with sessions() as session:  # the guard of a lease still held lets it through
+            keeper.join()
+            assert devices.reserve(session, "dev-1", 2, ids[0], keeper.guard([key])) == "reserved"
     finally:
         engine.dispose()

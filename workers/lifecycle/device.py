@@ -33,13 +33,14 @@ def allocate(step) -> Outcome:
     need = max(1, len(data["ports"]))
     filters = driver.get_network_function_device_sharing_info(data).get("filters", {})
     candidates = [device_dict(d) for d in devices.shared_candidates(step.session, filters)]
+    step.checkpoint()  # reads only; on PostgreSQL a reservation commits by itself
     while candidates:
         chosen = driver.select_network_function_device(candidates, data)
         if chosen is None:
             break
-        taken = devices.reserve(step.session, chosen["id"], need, nfi.id)
+        taken = devices.reserve(step.session, chosen["id"], need, nfi.id, step.guard())
         if taken is not None:
-            # commit at once: every NF sharing the device waits for its row's lock
+            # (elsewhere) commit at once: every NF sharing the device waits for its row's lock
             step.checkpoint()
             return done({"device_id": chosen["id"], "shared": True} if taken == "reserved" else None)
         candidates = [c for c in candidates if c["id"] != chosen["id"]]

@@ -15,12 +15,12 @@ never name the step that follows. The engine derives that from these flows
 (:mod:`nfp.engine.flow`).
 
 create    [rpc] NF PENDING_CREATE
-          nf.create → device.allocate → device.wait_up (poll)
+          nf.create → device.allocate → [device.reachable (poll)] → device.wait_up (poll)
           → [device.healthcheck ‖ device.plug] → device.up (NFI, NFD ACTIVE)
           → [device.configure ‖ service.configure] → nf.configured (NF ACTIVE)
           any failure: NF and NFI ERROR with the reason, ``create.error`` notified
-          (a device whose management link is lost, UNREACHABLE, makes the create wait
-          after device.allocate, polling once a second up to
+          (a shared device whose management link is lost, UNREACHABLE when it is allocated,
+          makes the create wait in device.reachable, polling once a second up to
           ``orchestrator.unreachable_wait_max`` s, then fail as above)
 delete    [rpc] NF PENDING_DELETE; open steps of the NF cancelled (pre-empts a create)
           nf.delete (waits for pre-empted device calls) → service.unconfigure
@@ -181,8 +181,9 @@ def _set(obj, name: str, value) -> None:
 # -- the flows -------------------------------------------------------------------
 CREATE = Flow("create", on_failure="fail_create", tasks=(
     Task("nf.create", then="device.allocate", io=False),
-    Task("device.allocate", then="device.reachable"),
-    # waits while a shared device's management link is lost (nothing to do for a new one)
+    # a new device, or a shared one whose health is not UNREACHABLE, skips device.reachable
+    Task("device.allocate", then="device.reachable", branches={"reachable": "device.wait_up"}),
+    # waits while a shared device's management link is lost
     Task("device.reachable", then="device.wait_up", io=False, poll=Poll(1.0, "unreachable_wait_max")),
     Task("device.wait_up", then=Fork(("device.healthcheck", "device.plug"), join="device.up"),
          poll=Poll("device_poll_interval", "device_poll_max")),

@@ -12,12 +12,13 @@ from collections import namedtuple
 from typing import Any, Iterable, Optional
 
 from sqlalchemy import bindparam, delete, select, true, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
 from nfp.db import bulk
 from nfp.db.models import (NetworkFunction, NetworkFunctionDevice, NetworkFunctionInstance,
                            PortInfo, RpcRequest)
-from nfp.engine.leases import LeaseLost
+from nfp.engine.leases import HELD, LeaseLost
 from nfp.flows import DeviceStatus, InstanceStatus, set_device_status, set_instance_status
 
 NF = NetworkFunction.__table__
@@ -33,10 +34,7 @@ _VIEW_ROW = select(*(NF.c[name] for name in VIEW_COLUMNS)).where(NF.c.id == bind
 #: the same read as a server-side prepared statement, once per PostgreSQL session:
 #: psycopg2 has no prepared statements, and planning it anew plus SQLAlchemy's
 #: result machinery cost about half of the read (see ``NetworkFunctionRepository.row``)
-_VIEW_PREPARED = "nfp_nf_view"
-_VIEW_PREPARE = (f"PREPARE {_VIEW_PREPARED}(text) AS SELECT {', '.join(VIEW_COLUMNS)} "
-                 f"FROM {NF.name} WHERE id = $1")
-_VIEW_EXECUTE = f"EXECUTE {_VIEW_PREPARED}(%s)"
+_VIEW_PREPARED = ("nfp_nf_view", f"SELECT {', '.join(VIEW_COLUMNS)} FROM {NF.name} WHERE id = $1")
 ViewRow = namedtuple("ViewRow", VIEW_COLUMNS)
 
 # the lifecycle's per-step reads, built once (see nfp.engine.store)
@@ -51,20 +49,17 @@ _NF_CONTEXT = (select(NetworkFunction, NetworkFunctionInstance, NetworkFunctionD
                .outerjoin(NetworkFunctionDevice, NetworkFunctionDevice.id
                           == NetworkFunctionInstance.network_function_device_id)
                .where(NetworkFunction.id == bindparam("nf_id")))
-#: the same three rows as plain named tuples (Core: no ORM identity map, no instance
+#: the same three rows as plain named tuples (no ORM identity map, no instance
 #: state), for the steps that only read them; ``_VIEW_SLICES`` cuts its row per table
 _NF_CONTEXT_VIEW = (select(*NF.c, *NFI.c, *NFD.c)
                     .select_from(NF.outerjoin(NFI, NFI.c.network_function_id == NF.c.id)
                                  .outerjoin(NFD, NFD.c.id == NFI.c.network_function_device_id))
                     .where(NF.c.id == bindparam("nf_id")))
+_CONTEXT_PREPARED = ("nfp_nf_context", str(_NF_CONTEXT_VIEW.compile(
+    dialect=postgresql.dialect(paramstyle="numeric_dollar"))))
 _VIEW_ROWS = tuple(namedtuple(f"{table.name}_row", [c.name for c in table.c]) for table in (NF, NFI, NFD))
 _VIEW_SLICES = tuple(zip(_VIEW_ROWS, (0, len(NF.c), len(NF.c) + len(NFI.c)),
                          (len(NF.c), len(NF.c) + len(NFI.c), len(NF.c) + len(NFI.c) + len(NFD.c))))
-_DEVICE_OF_NF = (select(NetworkFunctionDevice)
-                 .join(NetworkFunctionInstance, NetworkFunctionDevice.id
-                       == NetworkFunctionInstance.network_function_device_id)
-                 .where(NetworkFunctionInstance.network_function_id == bindparam("nf_id")))
-
 _LINK = (update(NFI).where(NFI.c.id == bindparam("nfi"), NFI.c.network_function_device_id.is_(None))
          .values(network_function_device_id=bindparam("dev"), interfaces_held=bindparam("need")))
 _TAKE = (update(NFD).where(NFD.c.id == bindparam("dev"),
@@ -102,6 +97,7 @@ def _reserve_statement(leased):
                   .scalar_subquery().label("held"))
 
 
+_RESERVE, _RESERVE_LEASED = _reserve_statement(true()), _reserve_statement(HELD)
 _UNLINK = update(NFI).where(NFI.c.id == bindparam("nfi")).values(network_function_device_id=None,
                                                                   interfaces_held=0)
 
@@ -112,6 +108,35 @@ _CANDIDATES: dict[tuple, Any] = {}
 NF_FILTER_COLUMNS = frozenset({"id", "name", "tenant_id", "service_id", "service_chain_id",
                                "service_profile_id", "status", "service_type", "service_vendor",
                                "device_type"})
+
+
+def _prepared(conn, statement: tuple[str, str], args: tuple):
+    """The first row of ``statement`` (its name and its SQL with ``$n`` parameters)
+    run as a server-side prepared statement on ``conn``'s PostgreSQL session, or
+    None. It is prepared once per database session (the pooled connection's
+    ``info`` remembers it, and forgets it with the connection): no planning per
+    call, and none of SQLAlchemy's per-execute work. Driver errors are raised as
+    SQLAlchemy's ``DBAPIError`` subclasses, which callers catch; a lost session
+    invalidates the pooled connection, as Core would, so the next call opens a
+    new session (and prepares again)."""
+    name, sql = statement
+    pooled = conn.connection
+    execute = f"EXECUTE {name}({', '.join(['%s'] * len(args))})"
+    try:
+        with pooled.dbapi_connection.cursor() as cur:
+            if not pooled.info.get(name):
+                cur.execute(f"PREPARE {name} AS {sql}")
+                pooled.info[name] = True
+            cur.execute(execute, args)
+            return cur.fetchone()
+    except conn.dialect.loaded_dbapi.Error as exc:
+        gone = conn.dialect.is_disconnect(exc, pooled.dbapi_connection, None)
+        if gone:
+            conn.invalidate(exc)
+        # the SQLAlchemy exception Core would raise (its class is what callers catch)
+        raise DBAPIError.instance(execute, None, exc, conn.dialect.loaded_dbapi.Error,
+                                  hide_parameters=True, connection_invalidated=gone,
+                                  dialect=conn.dialect) from exc
 
 
 class NetworkFunctionRepository:
@@ -133,10 +158,14 @@ class NetworkFunctionRepository:
     @staticmethod
     def view(session, nf_id: str) -> tuple:
         """:meth:`context` as read-only named tuples with the models' attribute
-        names (each None if missing), read through Core on the session's
-        connection: for steps that read the rows and write nothing through them,
-        at a fraction of the ORM load's CPU. No autoflush: call it before writing."""
-        row = session.connection().execute(_NF_CONTEXT_VIEW, {"nf_id": nf_id}).first()
+        names (each None if missing), in the session's transaction: for steps that
+        read the rows and write nothing through them. On PostgreSQL a prepared
+        statement (see :meth:`row`); no ORM load, no autoflush: read before writing."""
+        conn = session.connection()
+        if conn.dialect.name == "postgresql":
+            row = _prepared(conn, _CONTEXT_PREPARED, (nf_id,))
+        else:
+            row = conn.execute(_NF_CONTEXT_VIEW, {"nf_id": nf_id}).first()
         if row is None:
             return None, None, None
         return tuple(kind._make(row[start:end]) if row[start] is not None else None
@@ -147,30 +176,12 @@ class NetworkFunctionRepository:
         """The NF with the columns of its RPC view, or None (the hot read: no ORM
         identity map, no large columns). ``conn`` is a Core connection.
 
-        On PostgreSQL the statement is prepared once per database session and run
-        on the driver's cursor, in 0.5-0.6 of the time of the same read through
-        Core on the development machine (``bench/bench_read.py``). Driver errors are raised as
-        SQLAlchemy's ``DBAPIError`` subclasses; a lost session invalidates the
-        pooled connection, as Core would, so the next read opens a new session
-        (and prepares again)."""
+        On PostgreSQL a prepared statement (:func:`_prepared`), in 0.5-0.6 of the
+        time of the same read through Core on the development machine
+        (``bench/bench_read.py``)."""
         if conn.dialect.name != "postgresql":
             return conn.execute(_VIEW_ROW, {"nf_id": nf_id}).first()
-        pooled = conn.connection
-        try:
-            with pooled.dbapi_connection.cursor() as cur:
-                if not pooled.info.get(_VIEW_PREPARED):
-                    cur.execute(_VIEW_PREPARE)
-                    pooled.info[_VIEW_PREPARED] = True
-                cur.execute(_VIEW_EXECUTE, (nf_id,))
-                found = cur.fetchone()
-        except conn.dialect.loaded_dbapi.Error as exc:
-            gone = conn.dialect.is_disconnect(exc, pooled.dbapi_connection, None)
-            if gone:
-                conn.invalidate(exc)
-            # the SQLAlchemy exception Core would raise (its class is what callers catch)
-            raise DBAPIError.instance(_VIEW_EXECUTE, None, exc, conn.dialect.loaded_dbapi.Error,
-                                      hide_parameters=True, connection_invalidated=gone,
-                                      dialect=conn.dialect) from exc
+        found = _prepared(conn, _VIEW_PREPARED, (nf_id,))
         return ViewRow._make(found) if found is not None else None
 
     @staticmethod
@@ -250,27 +261,24 @@ class DeviceRepository:
         return session.get(NetworkFunctionDevice, device_id) if device_id else None
 
     @staticmethod
-    def of_network_function(session, nf_id: str) -> Optional[NetworkFunctionDevice]:
-        """The device the NF's instance is linked to, or None."""
-        return session.scalars(_DEVICE_OF_NF, {"nf_id": nf_id}).first()
-
-    @staticmethod
-    def shared_candidates(session, filters: dict[str, Any]) -> list[NetworkFunctionDevice]:
-        """ACTIVE shared devices matching the driver's sharing filters (by column)."""
+    def shared_candidates(session, filters: dict[str, Any]) -> list:
+        """ACTIVE shared devices matching the driver's sharing filters (by column),
+        as read-only rows (Core: the models' attribute names, no ORM load)."""
         filters = filters or {}
         used = tuple(sorted((c, filters[c] is None) for c in filters if c in NFD.c))
         stmt = _CANDIDATES.get(used)
         if stmt is None:  # one statement per set of filter columns, built once
-            stmt = select(NetworkFunctionDevice).where(
-                NetworkFunctionDevice.shared.is_(True),
-                NetworkFunctionDevice.status == DeviceStatus.ACTIVE.value,
+            stmt = select(NFD).where(
+                NFD.c.shared.is_(True), NFD.c.status == DeviceStatus.ACTIVE.value,
                 *(NFD.c[c].is_(None) if null else NFD.c[c] == bindparam(f"f_{c}")
-                  for c, null in used)).order_by(NetworkFunctionDevice.id)
+                  for c, null in used)).order_by(NFD.c.id)
             _CANDIDATES[used] = stmt
-        return list(session.scalars(stmt, {f"f_{c}": filters[c] for c, null in used if not null}))
+        return list(session.connection().execute(
+            stmt, {f"f_{c}": filters[c] for c, null in used if not null}))
 
     @staticmethod
-    def reserve(session, device_id: str, need: int, nfi_id: str, guard=None) -> Optional[str]:
+    def reserve(session, device_id: str, need: int, nfi_id: str,
+                lease: Optional[dict] = None) -> Optional[str]:
         """Link instance ``nfi_id`` to the device and take ``need`` interfaces and a
         reference, if the device still has room and the instance is not linked yet.
 
@@ -281,9 +289,9 @@ class DeviceRepository:
         PostgreSQL the reservation is one statement that commits on its own
         (autocommit), so that row's lock lasts for the statement and its commit in
         the server, never for a client round trip: NFs sharing a device queue
-        behind each other's statement, not behind each other's worker. ``guard``
-        (:meth:`nfp.engine.leases.LeaseKeeper.guard`) is a condition the statement
-        must meet to write anything; when it does not, :class:`LeaseLost` is raised.
+        behind each other's statement, not behind each other's worker. With
+        ``lease`` (:meth:`nfp.engine.leases.LeaseKeeper.lease`) the statement writes
+        nothing unless the step's lease still holds, and :class:`LeaseLost` is raised.
         Call it with the session's transaction ended (the reservation commits by
         itself). Elsewhere (SQLite) the statements run in the session's transaction
         and the device row's lock lasts until the caller commits.
@@ -296,9 +304,8 @@ class DeviceRepository:
                 return "reserved"
             session.execute(_UNLINK, params)  # still locked by us: undo the link
             return None
-        leased = guard if guard is not None else true()
         with session.get_bind().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            found = conn.execute(_reserve_statement(leased), params).one()
+            found = conn.execute(_RESERVE_LEASED if lease else _RESERVE, {**params, **(lease or {})}).one()
             if not found.leased:
                 raise LeaseLost(f"the lease of the step reserving on device {device_id} was lost")
             if found.held is not None:

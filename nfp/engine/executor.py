@@ -247,7 +247,7 @@ class Executor:
         step = Step(event=row, session=session, services=self.services,
                     notification=(row.result or {}).get("notification"), busy_probe=self.busy_probe,
                     fence=lambda s: self._fence(s, [row.key_hash]),
-                    guard=lambda: self.lease.guard([row.key_hash]) if self.lease is not None else None)
+                    lease=lambda: self.lease.lease(row.key_hash) if self.lease is not None else None)
         if spec is None:
             outcome = fail(f"no handler for step type {row.type!r}")
         elif row.attempts >= self.max_attempts:

@@ -65,6 +65,12 @@ M = EngineMember.__table__
 # compared here, so the lookup does not go through the owner index)
 _FENCE = select(L.c.bucket, L.c.epoch, L.c.owner).where(L.c.bucket.in_(bindparam("buckets", expanding=True)))
 _FENCE_PG = _FENCE.with_for_update(key_share=True, read=True)
+#: the fence as a condition inside one statement (PostgreSQL), with the parameters
+#: :meth:`LeaseKeeper.lease` gives: the lease row is share-locked as the fence locks it
+HELD = (select(L.c.bucket).where(L.c.bucket == bindparam("lease_bucket"),
+                                 L.c.epoch == bindparam("lease_epoch"),
+                                 L.c.owner == bindparam("lease_owner"))
+        .with_for_update(key_share=True, read=True).exists())
 
 
 class LeaseLost(Exception):
@@ -396,21 +402,17 @@ class LeaseKeeper:
         with self._lock:
             return sorted(self.held)
 
-    def guard(self, key_hashes: Iterable[int]):
-        """The fence as a SQL condition, for a write that commits in one statement
-        (autocommit) and so has no transaction to run :meth:`fence` in: true while
-        this member holds each bucket with the epoch it took, its lease row
-        share-locked by the statement as the fence locks it. Raises
-        :class:`LeaseLost` at once for a bucket this member no longer holds."""
-        buckets = {bucket_of(h) for h in key_hashes}
+    def lease(self, key_hash: int) -> dict:
+        """The parameters of :data:`HELD` for the bucket of ``key_hash``: the fence
+        of a write that commits in one statement (autocommit), which has no
+        transaction to run :meth:`fence` in. Raises :class:`LeaseLost` at once
+        when this member no longer holds the bucket."""
+        bucket = bucket_of(key_hash)
         with self._lock:
-            expected = {b: self.held.get(b) for b in buckets}
-        lost = sorted(b for b, e in expected.items() if e is None)
-        if lost:
-            raise LeaseLost(f"buckets {lost} not held")
-        return and_(*(select(L.c.bucket).where(L.c.bucket == b, L.c.epoch == e, L.c.owner == self.member)
-                      .with_for_update(key_share=True, read=True).exists()
-                      for b, e in sorted(expected.items())))
+            epoch = self.held.get(bucket)
+        if epoch is None:
+            raise LeaseLost(f"bucket {bucket} not held")
+        return {"lease_bucket": bucket, "lease_epoch": epoch, "lease_owner": self.member}
 
     def fence(self, session, key_hashes: Iterable[int]) -> None:
         """Inside the step's transaction, before its commit: raise :class:`LeaseLost`

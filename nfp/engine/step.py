@@ -32,9 +32,9 @@ class Step:
     #: ``fence(session)`` raises :class:`nfp.engine.leases.LeaseLost` unless this
     #: worker still holds the step's bucket lease (None: no fencing)
     fence: Optional[Callable[[Session], None]] = None
-    #: ``guard()``: the same check as a SQL condition for a statement that commits
-    #: on its own (:meth:`nfp.engine.leases.LeaseKeeper.guard`; None: no fencing)
-    guard: Callable[[], Any] = lambda: None
+    #: ``lease()``: the same check's parameters for a statement that commits on
+    #: its own (:meth:`nfp.engine.leases.LeaseKeeper.lease`; None: no fencing)
+    lease: Callable[[], Optional[dict]] = lambda: None
 
     @property
     def id(self) -> int:

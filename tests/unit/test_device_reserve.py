@@ -92,7 +92,7 @@ def test_a_reservation_without_its_lease_writes_nothing_and_says_so(pg_url):
         keeper.tick()
         key = shard_hash("nf-x")
         assert keeper.holds(key)
-        stale = keeper.guard([key])
+        stale = keeper.lease(key)
         with sessions.begin() as session:  # another member took the bucket over
             session.execute(update(BucketLease.__table__).values(epoch=BucketLease.__table__.c.epoch + 1))
         with sessions() as session:
@@ -102,8 +102,8 @@ def test_a_reservation_without_its_lease_writes_nothing_and_says_so(pg_url):
         assert (device.interfaces_in_use, device.reference_count) == (0, 0)
         with sessions() as session:
             assert session.get(NetworkFunctionInstance, ids[0]).network_function_device_id is None
-        with sessions() as session:  # the guard of a lease still held lets it through
+        with sessions() as session:  # the lease still held lets it through
             keeper.join()
-            assert devices.reserve(session, "dev-1", 2, ids[0], keeper.guard([key])) == "reserved"
+            assert devices.reserve(session, "dev-1", 2, ids[0], keeper.lease(key)) == "reserved"
     finally:
         engine.dispose()

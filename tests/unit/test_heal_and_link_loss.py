@@ -149,6 +149,30 @@ def test_operations_wait_while_unreachable_and_run_in_order_after_the_reconcile(
     assert _rules(conf, nf_id) == ["web", "alt", "dns"]  # the later update won, as requested
 
 
+def test_a_create_on_an_unreachable_shared_device_waits_for_the_link(env):
+    """device.allocate skips device.reachable only for a device that answers: a
+    second NF placed on the shared device while its link is lost waits, nothing
+    is pushed, and it goes ACTIVE once the link is back."""
+    conf, engine, endpoints, nf_id, health = env
+    health("HEALTHY", "UNREACHABLE")
+    second = _mutate(endpoints, "create_network_function", "c2", network_function={
+        "name": "fw2", "tenant_id": "t1", "service_config": _fw(RULES),
+        "service_profile": {"service_type": "firewall",
+                            "service_flavor": "service_vendor=memory,device_type=static"}})["id"]
+    engine.join()
+    engine.advance(20)
+    assert _nf(engine, second).status == "PENDING_CREATE" and second not in read_device(conf.state_path, DEVICE)
+    with engine.sessionmaker() as s:
+        waiting = s.query(Event).filter_by(scope=second, type="device.reachable", status="pending").one()
+        assert waiting.polls > 0
+    health("UNREACHABLE", "HEALTHY")
+    for _ in range(5):
+        engine.advance(1.0)
+    assert _nf(engine, second).status == "ACTIVE" and _rules(conf, second) == ["web"]
+    assert "device.reachable" in engine.call_types(second)
+    assert "device.reachable" not in engine.call_types(nf_id)  # the first found it answering
+
+
 def test_an_operation_past_the_wait_limit_fails_as_before(env):
     conf, engine, endpoints, nf_id, health = env
     health("HEALTHY", "UNREACHABLE")

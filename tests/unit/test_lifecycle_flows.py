@@ -149,7 +149,8 @@ def test_create_runs_the_declared_steps_in_order(orchestrator):
     _, engine, endpoints = orchestrator
     nf_id = _create(endpoints)
     engine.join()
-    assert engine.call_types(nf_id) == FLOWS.order("create")
+    # a device that answers skips the wait for its management link (device.allocate's branch)
+    assert engine.call_types(nf_id) == [t for t in FLOWS.order("create") if t != "device.reachable"]
     assert _get(engine, NetworkFunction, nf_id).status == "ACTIVE"
     assert _notified(engine) == ["nfp.network_function.create.end"]
 

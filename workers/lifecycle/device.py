@@ -16,6 +16,7 @@ from nfp.db.repositories import devices, instances, network_functions
 from nfp.engine.events import Outcome, again, done, fail
 from nfp.flows import (DeviceStatus, InstanceStatus, set_device_status,
                        set_instance_status)
+from nfp.workers.health.state import UNREACHABLE
 from nfp.workers.lifecycle.driver_data import device_data, target
 
 LOG = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ LOG = logging.getLogger(__name__)
 
 def allocate(step) -> Outcome:
     """Share an existing device with room for our ports, or create one."""
-    nf, nfi, _ = network_functions.context(step.session, step.scope)
+    nf, nfi, _ = network_functions.view(step.session, step.scope)
     if nf is None or nfi is None:
         return fail("network function vanished during create")
     if nfi.network_function_device_id:  # a retry after the reservation committed
@@ -32,17 +33,22 @@ def allocate(step) -> Outcome:
     data = device_data(nf, nfi=nfi)
     need = max(1, len(data["ports"]))
     filters = driver.get_network_function_device_sharing_info(data).get("filters", {})
-    candidates = [device_dict(d) for d in devices.shared_candidates(step.session, filters)]
+    rows = devices.shared_candidates(step.session, filters)
+    candidates, health = [device_dict(d) for d in rows], {d.id: d.health for d in rows}
     step.checkpoint()  # reads only; on PostgreSQL a reservation commits by itself
     while candidates:
         chosen = driver.select_network_function_device(candidates, data)
         if chosen is None:
             break
-        taken = devices.reserve(step.session, chosen["id"], need, nfi.id, step.guard())
+        taken = devices.reserve(step.session, chosen["id"], need, nfi.id, step.lease())
         if taken is not None:
             # (elsewhere) commit at once: every NF sharing the device waits for its row's lock
             step.checkpoint()
-            return done({"device_id": chosen["id"], "shared": True} if taken == "reserved" else None)
+            if taken != "reserved":
+                return done()
+            # a device that answers needs no wait for its management link (device.reachable)
+            return done({"device_id": chosen["id"], "shared": True},
+                        branch=None if health.get(chosen["id"]) == UNREACHABLE else "reachable")
         candidates = [c for c in candidates if c["id"] != chosen["id"]]
     step.checkpoint()  # no transaction held while the driver creates a device
     created = driver.create_network_function_device(data)
@@ -52,7 +58,7 @@ def allocate(step) -> Outcome:
     devices.add_created(step.session, nf, created, need)
     nfi = instances.of(step.session, step.scope)
     nfi.network_function_device_id, nfi.interfaces_held = created["id"], need
-    return done({"device_id": created["id"], "shared": False})
+    return done({"device_id": created["id"], "shared": False}, branch="reachable")  # a new device
 
 
 def wait_up(step) -> Outcome:
@@ -108,7 +114,7 @@ def device_up(step) -> Outcome:
     failed = step.failed_children()
     if failed:
         return fail("; ".join(f"{c.type}: {c.error}" for c in failed))
-    found = _context(step)
+    found = _context(step, read=network_functions.context)  # writes the statuses
     if isinstance(found, Outcome):
         return found
     nf, nfi, nfd = found
@@ -191,11 +197,13 @@ def _nf_and_device(step, required: bool = True):
     return found if isinstance(found, Outcome) else (found[0], found[2])
 
 
-def _context(step, required: bool = True):
-    """The NF, its instance and its device, read with one statement. A row that
-    vanished (a concurrent delete, an operator removing a device) is an expected
-    case: one log line and a failed step."""
-    nf, nfi, nfd = network_functions.context(step.session, step.scope)
+def _context(step, required: bool = True, read=network_functions.view):
+    """The NF, its instance and its device, read with one statement: read-only
+    rows, unless ``read`` is :meth:`~nfp.db.repositories.NetworkFunctionRepository.context`
+    (ORM objects, for a step that changes them). A row that vanished (a concurrent
+    delete, an operator removing a device) is an expected case: one log line and
+    a failed step."""
+    nf, nfi, nfd = read(step.session, step.scope)
     if required and (nf is None or nfd is None):
         what = "network function" if nf is None else "device row"
         LOG.warning("NF %s: %s no longer exists; step %s fails", step.scope, what, step.event.type)

@@ -74,7 +74,7 @@ def fail_delete(step, reason: str):
 # -- create ----------------------------------------------------------------------
 def create(step) -> Outcome:
     """Record the instance and its data ports; the device steps follow."""
-    nf, nfi, _ = network_functions.context(step.session, step.scope)
+    nf, nfi, _ = network_functions.view(step.session, step.scope)
     if nf is None:
         return fail("network function vanished")
     try:  # a config nfp cannot translate fails here, before any device is touched
@@ -175,9 +175,7 @@ def _chain_parameters(value) -> dict:
 
 
 def _apply_service_config(step, operation: str) -> Outcome:
-    nf = network_functions.get(step.session, step.scope)
-    nfi = instances.of(step.session, step.scope)
-    nfd = devices.get(step.session, nfi.network_function_device_id if nfi else None)
+    nf, _, nfd = network_functions.view(step.session, step.scope)
     if nf is None or nfd is None:
         LOG.warning("NF %s: the NF or its device row is gone; %s of its config fails",
                     step.scope, operation)

@@ -21,7 +21,7 @@ from typing import Optional
 from sqlalchemy import select
 
 from nfp.db.models import Event, EventStatus
-from nfp.db.repositories import devices, network_functions
+from nfp.db.repositories import network_functions
 from nfp.engine.events import Outcome, again, done
 from nfp.workers.health.state import UNREACHABLE
 
@@ -29,7 +29,7 @@ LOG = logging.getLogger(__name__)
 
 
 def _device_of(step):
-    return devices.of_network_function(step.session, step.scope)
+    return network_functions.view(step.session, step.scope)[2]
 
 
 def _unreachable(nfd) -> Optional[str]:

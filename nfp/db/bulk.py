@@ -39,15 +39,29 @@ def insert_rows(conn, table: Table, rows: list[dict[str, Any]],
         # a NUL byte: the driver's own refusal names it (nfp.faults.data_field finds
         # the field), where the server's JSON error would not
         return _executemany(conn, table, rows, returning)
-    quote = dialect.identifier_preparer.quote
-    cols = ", ".join(quote(name) for name in names)
-    sql = (f"INSERT INTO {quote(table.name)} ({cols}) SELECT {cols} FROM "
-           f"json_populate_recordset(NULL::{quote(table.name)}, CAST(:rows AS json))")
-    if returning:
-        # rows come back in insertion order, which is the array's order
-        sql += " RETURNING " + ", ".join(quote(c.name) for c in returning)
-    result = conn.execute(text(sql).columns(*returning) if returning else text(sql), {"rows": data})
+    result = conn.execute(_statement(dialect, table, tuple(names), tuple(returning)), {"rows": data})
     return list(result) if returning else None
+
+
+#: the INSERT per (table, columns, returning), built once: a step inserts its
+#: follow-ups with one, and parsing a new ``text()`` each time was a tenth of a
+#: worker's CPU under load (``py-spy``, ``bench/bench_rpc.py`` (d))
+_STATEMENTS: dict[tuple, Any] = {}
+
+
+def _statement(dialect, table: Table, names: tuple, returning: tuple):
+    key = (table.name, names, returning)
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        quote = dialect.identifier_preparer.quote
+        cols = ", ".join(quote(name) for name in names)
+        sql = (f"INSERT INTO {quote(table.name)} ({cols}) SELECT {cols} FROM "
+               f"json_populate_recordset(NULL::{quote(table.name)}, CAST(:rows AS json))")
+        if returning:
+            # rows come back in insertion order, which is the array's order
+            sql += " RETURNING " + ", ".join(quote(c.name) for c in returning)
+        stmt = _STATEMENTS[key] = text(sql).columns(*returning) if returning else text(sql)
+    return stmt
 
 
 def _executemany(conn, table: Table, rows: list[dict], returning: Sequence[Column]) -> Optional[list]:

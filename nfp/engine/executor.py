@@ -156,7 +156,7 @@ class Executor:
         return {event_id: self.run(event_id) for event_id in event_ids}
 
     def _batch(self, session, event_ids: list[int]) -> Optional[dict[int, Result]]:
-        rows = {r.id: r for r in store.load(session, event_ids, lock=True)}
+        rows = {r.id: r for r in store.load(session.connection(), event_ids, lock=True)}
         now = clock.utcnow()
         finished, emits, notify = [], [], {}
         for event_id in event_ids:
@@ -178,10 +178,10 @@ class Executor:
             finished.append({"id": row.id, "result": outcome.result})
             emits += [(item, row.generation) for item in outcome.emit]
             notify[row.id] = outcome.notify
-            outbox.add(session, row.scope, outcome.notify)  # committed with the step
+            outbox.add(session.connection(), row.scope, outcome.notify)  # committed with the step
         session.flush()
-        store.finish_many(session, finished)
-        refs = store.add_many(session, emits)
+        store.finish_many(session.connection(), finished)
+        refs = store.add_many(session.connection(), emits)
         self._fence(session, [row.key_hash for row in rows.values()])
         for event_id in event_ids:
             refs += self._release(session, rows[event_id])
@@ -204,7 +204,7 @@ class Executor:
         """Fail a step from outside (deadline watchdog); a late result is then dropped."""
         session = self.sessionmaker()
         try:
-            row = store.load_one(session, event_id)
+            row = store.load_one(session.connection(), event_id)
             if row is None or row.status not in EventStatus.OPEN:
                 return Result(dropped="already closed")
             result = self._fail(session, row, reason)
@@ -219,7 +219,7 @@ class Executor:
 
     # -- internals --------------------------------------------------------
     def _run(self, session, event_id: int) -> Result:
-        row = store.load_one(session, event_id)
+        row = store.load_one(session.connection(), event_id)
         if row is None or row.status not in EventStatus.OPEN or row.pending_children > 0:
             session.rollback()
             return Result(dropped="not open")
@@ -265,7 +265,7 @@ class Executor:
             session.rollback()
             LOG.error("step %s %s: commit failed (%s); failing it", row.id, row.type,
                       exc.__class__.__name__)
-            row = store.load_one(session, event_id)
+            row = store.load_one(session.connection(), event_id)
             result = self._fail(session, row, f"could not commit step result: {exc.__class__.__name__}")
             self._close(session, row, result)
             session.commit()
@@ -303,25 +303,25 @@ class Executor:
             if row.polls + 1 >= (outcome.max_polls or 1):
                 outcome = fail(f"{row.type}: gave up after {row.polls + 1} polls")
             else:
-                ref = store.reschedule(session, row.id, outcome.interval, result=outcome.result)
+                ref = store.reschedule(session.connection(), row.id, outcome.interval, result=outcome.result)
                 return Result(refs=[ref] if ref else [], dropped=None if ref else "cancelled")
         if outcome.kind == "wait":
-            ref = store.reschedule(session, row.id, outcome.interval, EventStatus.WAITING,
+            ref = store.reschedule(session.connection(), row.id, outcome.interval, EventStatus.WAITING,
                                    count_poll=False)
             return Result(refs=[ref] if ref else [])
         if outcome.kind == "fail":
             return self._fail(session, row, outcome.reason or "failed", step)
-        if not store.finish(session, row.id, EventStatus.DONE, outcome.result):
+        if not store.finish(session.connection(), row.id, EventStatus.DONE, outcome.result):
             session.rollback()  # cancelled or expired meanwhile: drop the late result
             return Result(dropped="closed meanwhile")
-        refs = store.add(session, outcome.emit, row.generation, parent_id=None)
-        outbox.add(session, row.scope, outcome.notify)  # committed with the step
+        refs = store.add(session.connection(), outcome.emit, row.generation, parent_id=None)
+        outbox.add(session.connection(), row.scope, outcome.notify)  # committed with the step
         return Result(refs=refs, notify=outcome.notify, closed=True)
 
     def _fail(self, session, row, reason: str, step: Optional[Step] = None) -> Result:
         LOG.warning("step %s %s (scope %s) failed: %s", row.id, row.type, row.scope, reason)
         session.rollback()  # the failed attempt's own writes never commit
-        if not store.finish(session, row.id, EventStatus.FAILED, error=reason[:4000]):
+        if not store.finish(session.connection(), row.id, EventStatus.FAILED, error=reason[:4000]):
             session.rollback()
             return Result(dropped="closed meanwhile")
         refs, notify = [], []
@@ -334,9 +334,9 @@ class Executor:
                 LOG.exception("failure handler of %s raised; the step stays failed", row.type)
                 follow = None
             if follow is not None:
-                refs += store.add(session, follow.emit, row.generation)
+                refs += store.add(session.connection(), follow.emit, row.generation)
                 notify += follow.notify
-        outbox.add(session, row.scope, notify)  # committed with the failure
+        outbox.add(session.connection(), row.scope, notify)  # committed with the failure
         return Result(refs=refs, notify=notify, closed=True)
 
     def _close(self, session, row, result: Result) -> None:
@@ -344,6 +344,7 @@ class Executor:
         the release of a closed step's fan-in parent. The parent's row is shared
         with the step's siblings, which wait for its lock, so it is the last
         statement: the lock is held for the commit, not also for the fence."""
+        session.flush()  # the handler's ORM changes go first: the parent's lock waits for nothing else
         self._fence(session, [row.key_hash])
         if result.closed:
             result.refs += self._release(session, row)
@@ -352,7 +353,7 @@ class Executor:
     def _release(session, row) -> list[store.Ref]:
         if row.parent_id is None:
             return []
-        parent = store.release_parent(session, row.parent_id)
+        parent = store.release_parent(session.connection(), row.parent_id)
         return [parent] if parent else []
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections import namedtuple
 from typing import Any, Iterable, Optional
 
-from sqlalchemy import bindparam, delete, select, true, update
+from sqlalchemy import bindparam, delete, insert, select, true, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
 from nfp.db import bulk
+from nfp.db.base import new_id
 from nfp.db.models import (NetworkFunction, NetworkFunctionDevice, NetworkFunctionInstance,
-                           PortInfo, RpcRequest)
+                           PortInfo, RpcRequest, nfi_dataport_associations)
 from nfp.engine.leases import HELD, LeaseLost
 from nfp.flows import DeviceStatus, InstanceStatus, set_device_status, set_instance_status
 
@@ -98,6 +99,13 @@ def _reserve_statement(leased):
 
 
 _RESERVE, _RESERVE_LEASED = _reserve_statement(true()), _reserve_statement(HELD)
+_NFI_INSERT = insert(NFI).values(id=bindparam("id"), name=bindparam("name"), description="",
+                                 tenant_id=bindparam("tenant_id"), status=bindparam("status"),
+                                 status_description=bindparam("status_description"),
+                                 network_function_id=bindparam("network_function_id"),
+                                 interfaces_held=0)
+_KNOWN_PORTS = select(PortInfo.__table__.c.id).where(
+    PortInfo.__table__.c.id.in_(bindparam("ids", expanding=True)))
 _UNLINK = update(NFI).where(NFI.c.id == bindparam("nfi")).values(network_function_device_id=None,
                                                                   interfaces_held=0)
 
@@ -218,20 +226,29 @@ class InstanceRepository:
         return session.scalars(_NFI_OF_NF, {"nf_id": nf_id}).first()
 
     @staticmethod
-    def create(session, nf: NetworkFunction, ports: list[dict]) -> NetworkFunctionInstance:
-        """The NF's instance, with a port record per data port (existing ones reused)."""
+    def create(session, nf, ports: list[dict]) -> str:
+        """The NF's instance, with a port record per data port (existing ones
+        reused); returns its id. Core statements in the session's transaction (the
+        create step of every NF runs it): read it back with :meth:`of`."""
+        conn = session.connection()
         # an NF name may use all 255 characters of the column; the suffix must still fit
-        nfi = NetworkFunctionInstance(name=f"{nf.name[:246]}-instance", tenant_id=nf.tenant_id,
-                                      network_function_id=nf.id)
+        nfi = {"id": new_id(), "name": f"{nf.name[:246]}-instance", "tenant_id": nf.tenant_id,
+               "network_function_id": nf.id, "status": None}
         set_instance_status(nfi, InstanceStatus.PENDING_CREATE)
-        for port in ports:
-            info = session.get(PortInfo, port["id"]) or PortInfo(
-                id=port["id"], tenant_id=nf.tenant_id,
-                port_model=port.get("port_model", "neutron_port"),
-                port_classification=port.get("port_classification", "provider"))
-            nfi.port_info.append(info)
-        session.add(nfi)
-        return nfi
+        conn.execute(_NFI_INSERT, nfi)
+        by_id = {port["id"]: port for port in ports}
+        if by_id:
+            known = set(conn.execute(_KNOWN_PORTS, {"ids": list(by_id)}).scalars())
+            fresh = [{"id": pid, "tenant_id": nf.tenant_id,
+                      "port_model": port.get("port_model", "neutron_port"),
+                      "port_classification": port.get("port_classification", "provider"),
+                      "port_role": None}
+                     for pid, port in by_id.items() if pid not in known]
+            if fresh:
+                conn.execute(insert(PortInfo.__table__), fresh)
+            conn.execute(insert(nfi_dataport_associations),
+                         [{"network_function_instance_id": nfi["id"], "data_port_id": pid} for pid in by_id])
+        return nfi["id"]
 
     @staticmethod
     def delete_with_ports(session, nfi: NetworkFunctionInstance) -> None:

@@ -177,17 +177,21 @@ def cancel_scope(conn, scope: str) -> int:
     return res.rowcount
 
 
+_OPEN_REFS = select(*_REF).where(T.c.status.in_(sorted(EventStatus.OPEN)), T.c.pending_children <= 0)
+_OPEN_REFS_ALL = _OPEN_REFS.order_by(T.c.id)
+_OPEN_REFS_OF = _OPEN_REFS.where(
+    (T.c.key_hash % BUCKETS).in_(bindparam("buckets", expanding=True))).order_by(T.c.id)
+
+
 def open_refs(conn, buckets: Optional[Iterable[int]] = None) -> list[Ref]:
     """Every open step, or those of the given lease buckets (``key_hash % BUCKETS``)."""
-    stmt = select(T.c.id, T.c.key, T.c.key_hash, T.c.due_at, T.c.type).where(
-        T.c.status.in_(EventStatus.OPEN), T.c.pending_children <= 0)
     if buckets is not None:
         buckets = sorted(set(buckets))
         if not buckets:
             return []
         if len(buckets) < BUCKETS:
-            stmt = stmt.where((T.c.key_hash % BUCKETS).in_(buckets))
-    return [Ref(*r) for r in conn.execute(stmt.order_by(T.c.id))]
+            return [Ref(*r) for r in conn.execute(_OPEN_REFS_OF, {"buckets": buckets})]
+    return [Ref(*r) for r in conn.execute(_OPEN_REFS_ALL)]
 
 
 def children(conn, parent_id: int) -> list:

@@ -189,7 +189,7 @@ class Worker:
         if not buckets:
             return []
         with self.sessionmaker() as session:
-            refs = store.open_refs(session, buckets)
+            refs = store.open_refs(session.connection(), buckets)
         self.scheduler.offer(refs)
         return refs
 

@@ -311,7 +311,7 @@ class Executor:
             return Result(refs=[ref] if ref else [])
         if outcome.kind == "fail":
             return self._fail(session, row, outcome.reason or "failed", step)
-        if not store.finish(session.connection(), row.id, EventStatus.DONE, outcome.result):
+        if not self._finish(session, row, EventStatus.DONE, result=outcome.result):
             session.rollback()  # cancelled or expired meanwhile: drop the late result
             return Result(dropped="closed meanwhile")
         refs = store.add(session.connection(), outcome.emit, row.generation, parent_id=None)
@@ -321,7 +321,7 @@ class Executor:
     def _fail(self, session, row, reason: str, step: Optional[Step] = None) -> Result:
         LOG.warning("step %s %s (scope %s) failed: %s", row.id, row.type, row.scope, reason)
         session.rollback()  # the failed attempt's own writes never commit
-        if not store.finish(session.connection(), row.id, EventStatus.FAILED, error=reason[:4000]):
+        if not self._finish(session, row, EventStatus.FAILED, error=reason[:4000]):
             session.rollback()
             return Result(dropped="closed meanwhile")
         refs, notify = [], []
@@ -339,15 +339,29 @@ class Executor:
         outbox.add(session.connection(), row.scope, notify)  # committed with the failure
         return Result(refs=refs, notify=notify, closed=True)
 
+    def _finish(self, session, row, status: str, result: Optional[dict] = None,
+                error: Optional[str] = None) -> bool:
+        """Close the step, fenced in the same statement (one round trip, and the
+        lease row stays share-locked until the commit, as :meth:`_fence` locks it).
+        False if it was closed meanwhile; raises LeaseLost if the lease is why."""
+        lease = self.lease.lease(row.key_hash) if self.lease is not None else None
+        if store.finish(session.connection(), row.id, status, result, error, lease):
+            return True
+        if lease is not None:
+            self._fence(session, [row.key_hash])  # raises LeaseLost when it was the lease
+        return False
+
     def _close(self, session, row, result: Result) -> None:
-        """The end of a step's transaction, before its commit: the fence, then
-        the release of a closed step's fan-in parent. The parent's row is shared
-        with the step's siblings, which wait for its lock, so it is the last
-        statement: the lock is held for the commit, not also for the fence."""
+        """The end of a step's transaction, before its commit: the fence (a closed
+        step's :meth:`_finish` carried it), then the release of a closed step's
+        fan-in parent. The parent's row is shared with the step's siblings, which
+        wait for its lock, so it is the last statement: the lock is held for the
+        commit, not also for the fence."""
         session.flush()  # the handler's ORM changes go first: the parent's lock waits for nothing else
-        self._fence(session, [row.key_hash])
         if result.closed:
             result.refs += self._release(session, row)
+        else:
+            self._fence(session, [row.key_hash])
 
     @staticmethod
     def _release(session, row) -> list[store.Ref]:

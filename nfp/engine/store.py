@@ -18,6 +18,7 @@ from nfp.db.leases import BUCKETS
 from nfp.db.models import Event, EventStatus
 from nfp import clock
 from nfp.engine.events import EventSpec, Graph, shard_hash
+from nfp.engine.leases import HELD
 
 T = Event.__table__
 
@@ -31,6 +32,9 @@ _LOAD_ONE = select(T).where(T.c.id == bindparam("eid"))
 _FINISH = update(T).where(T.c.id == bindparam("eid"), _OPEN).values(
     status=bindparam("st"), result=bindparam("res"), error=bindparam("err"),
     finished_at=bindparam("at"))
+#: the same, fenced in the statement (:data:`nfp.engine.leases.HELD`): a step's
+#: completion and its lease check are one statement, not two round trips
+_FINISH_HELD = _FINISH.where(HELD)
 _FINISH_MANY = update(T).where(T.c.id == bindparam("eid")).values(
     status=EventStatus.DONE, result=bindparam("res"), finished_at=bindparam("at"))
 # one child closed: count it, and make a waiting parent whose last child it was due
@@ -128,11 +132,14 @@ def claim(conn, ids: list[int]) -> None:
 
 
 def finish(conn, event_id: int, status: str, result: Optional[dict] = None,
-           error: Optional[str] = None) -> bool:
-    """Close a pending (or parked) step. False if it was cancelled or closed meanwhile."""
-    res = conn.execute(_FINISH, {"eid": event_id, "st": status, "res": result, "err": error,
-                                 "at": clock.utcnow()})
-    return res.rowcount == 1
+           error: Optional[str] = None, lease: Optional[dict] = None) -> bool:
+    """Close a pending (or parked) step. False if it was cancelled or closed
+    meanwhile, or, with ``lease`` (:meth:`nfp.engine.leases.LeaseKeeper.lease`),
+    if that lease no longer holds: the caller tells which with the fence."""
+    params = {"eid": event_id, "st": status, "res": result, "err": error, "at": clock.utcnow()}
+    if lease:
+        return conn.execute(_FINISH_HELD, {**params, **lease}).rowcount == 1
+    return conn.execute(_FINISH, params).rowcount == 1
 
 
 def release_parent(conn, parent_id: int) -> Optional[Ref]:

@@ -130,3 +130,25 @@ def test_a_checkpoint_with_nothing_written_is_not_fenced(maker):
 
 def _must_not_be_called(_session):
     raise AssertionError("a read-only checkpoint was fenced")
+
+
+@pytest.mark.parametrize("outcome", ["done", "fail"])
+def test_a_step_closed_after_its_lease_was_taken_over_commits_nothing(pg_maker, outcome):
+    """The step's completion carries the fence in its own statement: a worker that
+    was paused past its lease and returns a result (done or failed) commits neither
+    the result nor the handler's writes, and the step stays open for the new holder."""
+    from nfp.engine.events import fail
+    maker = pg_maker
+    lease = _holder(maker)
+    took_over = []
+
+    def handler(step):
+        _write(step, f"late-{outcome}")
+        took_over.append(_take_over(maker, lease))  # paused here, past the lease
+        return done() if outcome == "done" else fail("the device said no")
+
+    _, result, event_id = _run(maker, handler, f"nf-late-{outcome}", lease)
+    assert took_over, "the handler did not run"
+    assert result.dropped == "lease lost"
+    assert not _written(maker, f"late-{outcome}")
+    assert _status(maker, event_id) == EventStatus.PENDING

@@ -168,7 +168,7 @@ class NetworkFunctionRepository:
         """:meth:`context` as read-only named tuples with the models' attribute
         names (each None if missing), in the session's transaction: for steps that
         read the rows and write nothing through them. On PostgreSQL a prepared
-        statement (see :meth:`row`); no ORM load, no autoflush: read before writing."""
+        statement (:func:`_prepared`); no ORM load, no autoflush: read before writing."""
         conn = session.connection()
         if conn.dialect.name == "postgresql":
             row = _prepared(conn, _CONTEXT_PREPARED, (nf_id,))

@@ -10,9 +10,11 @@ buckets with ``FOR UPDATE SKIP LOCKED`` in one batch, renews its leases every
 ``ttl/3`` seconds, and gives back buckets over its share once no step of them
 is running, so hosts may join and leave.
 
-Fencing: taking a bucket increments its ``epoch``. Every step commit first reads
-its bucket's lease row ``FOR KEY SHARE`` and proceeds only if the row still names
-this member with the epoch it took (:meth:`LeaseKeeper.fence`). A member that was
+Fencing: taking a bucket increments its ``epoch``. Every step commit checks its
+bucket's lease row, locked ``FOR KEY SHARE``, and proceeds only if the row still
+names this member with the epoch it took: :meth:`LeaseKeeper.fence` reads it, and
+:data:`HELD` is the same check inside a statement (a step's finishing UPDATE, a
+shared device's autocommit reservation). A member that was
 paused past its lease (GC, a stopped VM, a partition) and comes back finds the
 row changed and rolls back: it cannot commit a result for a step another host
 has taken over. The share lock makes the check and the commit atomic against a

@@ -180,8 +180,9 @@ class Executor:
             notify[row.id] = outcome.notify
             outbox.add(session.connection(), row.scope, outcome.notify)  # committed with the step
         session.flush()
-        store.finish_many(session.connection(), finished)
-        refs = store.add_many(session.connection(), emits)
+        conn = session.connection()
+        store.finish_many(conn, finished)
+        refs = store.add_many(conn, emits)
         self._fence(session, [row.key_hash for row in rows.values()])
         for event_id in event_ids:
             refs += self._release(session, rows[event_id])
@@ -247,7 +248,7 @@ class Executor:
         step = Step(event=row, session=session, services=self.services,
                     notification=(row.result or {}).get("notification"), busy_probe=self.busy_probe,
                     fence=lambda s: self._fence(s, [row.key_hash]),
-                    lease=lambda: self.lease.lease(row.key_hash) if self.lease is not None else None)
+                    lease=lambda: self._lease(row))
         if spec is None:
             outcome = fail(f"no handler for step type {row.type!r}")
         elif row.attempts >= self.max_attempts:
@@ -314,8 +315,9 @@ class Executor:
         if not self._finish(session, row, EventStatus.DONE, result=outcome.result):
             session.rollback()  # cancelled or expired meanwhile: drop the late result
             return Result(dropped="closed meanwhile")
-        refs = store.add(session.connection(), outcome.emit, row.generation, parent_id=None)
-        outbox.add(session.connection(), row.scope, outcome.notify)  # committed with the step
+        conn = session.connection()
+        refs = store.add(conn, outcome.emit, row.generation, parent_id=None)
+        outbox.add(conn, row.scope, outcome.notify)  # committed with the step
         return Result(refs=refs, notify=outcome.notify, closed=True)
 
     def _fail(self, session, row, reason: str, step: Optional[Step] = None) -> Result:
@@ -344,12 +346,16 @@ class Executor:
         """Close the step, fenced in the same statement (one round trip, and the
         lease row stays share-locked until the commit, as :meth:`_fence` locks it).
         False if it was closed meanwhile; raises LeaseLost if the lease is why."""
-        lease = self.lease.lease(row.key_hash) if self.lease is not None else None
+        lease = self._lease(row)
         if store.finish(session.connection(), row.id, status, result, error, lease):
             return True
         if lease is not None:
             self._fence(session, [row.key_hash])  # raises LeaseLost when it was the lease
         return False
+
+    def _lease(self, row) -> Optional[dict]:
+        """The parameters of the step's fence inside one statement (None: no fencing)."""
+        return self.lease.lease(row.key_hash) if self.lease is not None else None
 
     def _close(self, session, row, result: Result) -> None:
         """The end of a step's transaction, before its commit: the fence (a closed

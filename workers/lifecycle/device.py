@@ -16,8 +16,8 @@ from nfp.db.repositories import devices, instances, network_functions
 from nfp.engine.events import Outcome, again, done, fail
 from nfp.flows import (DeviceStatus, InstanceStatus, set_device_status,
                        set_instance_status)
-from nfp.workers.health.state import UNREACHABLE
 from nfp.workers.lifecycle.driver_data import device_data, target
+from nfp.workers.lifecycle.reachability import unreachable
 
 LOG = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ def allocate(step) -> Outcome:
     data = device_data(nf, nfi=nfi)
     need = max(1, len(data["ports"]))
     filters = driver.get_network_function_device_sharing_info(data).get("filters", {})
-    rows = devices.shared_candidates(step.session, filters)
-    candidates, health = [device_dict(d) for d in rows], {d.id: d.health for d in rows}
+    rows = {d.id: d for d in devices.shared_candidates(step.session, filters)}
+    candidates = [device_dict(d) for d in rows.values()]
     step.checkpoint()  # reads only; on PostgreSQL a reservation commits by itself
     while candidates:
         chosen = driver.select_network_function_device(candidates, data)
@@ -42,13 +42,14 @@ def allocate(step) -> Outcome:
             break
         taken = devices.reserve(step.session, chosen["id"], need, nfi.id, step.lease())
         if taken is not None:
-            # (elsewhere) commit at once: every NF sharing the device waits for its row's lock
+            # SQLite reserves in this transaction: commit at once, every NF sharing
+            # the device waits for its row's lock
             step.checkpoint()
             if taken != "reserved":
                 return done()
             # a device that answers needs no wait for its management link (device.reachable)
             return done({"device_id": chosen["id"], "shared": True},
-                        branch=None if health.get(chosen["id"]) == UNREACHABLE else "reachable")
+                        branch="reachable" if unreachable(rows[chosen["id"]]) is None else None)
         candidates = [c for c in candidates if c["id"] != chosen["id"]]
     step.checkpoint()  # no transaction held while the driver creates a device
     created = driver.create_network_function_device(data)

@@ -32,7 +32,7 @@ def _device_of(step):
     return network_functions.view(step.session, step.scope)[2]
 
 
-def _unreachable(nfd) -> Optional[str]:
+def unreachable(nfd) -> Optional[str]:
     """Why the device cannot be talked to now, or None."""
     if nfd is not None and nfd.health == UNREACHABLE:
         return f"device {nfd.id} is UNREACHABLE ({nfd.health_reason or 'no answer'})"
@@ -49,14 +49,14 @@ def _hold(step, why: str) -> Outcome:
 
 def create_wait(step) -> Outcome:
     """A create on a shared device whose management link is lost waits for it."""
-    why = _unreachable(_device_of(step))
+    why = unreachable(_device_of(step))
     return _hold(step, why) if why else done()
 
 
 def delete_wait(step) -> Outcome:
     """A delete leaves the device config in place while it cannot reach the device."""
     nf = network_functions.get(step.session, step.scope)
-    why = _unreachable(_device_of(step)) if nf is not None else None
+    why = unreachable(_device_of(step)) if nf is not None else None
     return _hold(step, why) if why else done()
 
 
@@ -66,7 +66,7 @@ def operation_wait(step) -> Outcome:
     nf = network_functions.get(step.session, step.scope)
     if nf is None:
         return done(payload=dict(step.payload))  # nf.op reports the vanished NF
-    why = _unreachable(_device_of(step))
+    why = unreachable(_device_of(step))
     if why is None and nf.degraded:
         why = f"NF is degraded ({nf.degraded_reason or 'management link lost'}); the reconcile " \
               "after the link returns comes first"

@@ -157,8 +157,10 @@ def test_payload_secrets_are_sealed_everywhere(tmp_path, pg_url, rabbit_url):
             # the stored template keeps its parameter, by reference
             assert "secret:nf/" + nf_id in created["service_config"]
 
-            new_config = {"config": [{"resource": "heat", "resource_data": {"template": template(
-                S["update_hidden_default"]).replace("80", "443")}}]}
+            # the port changes; the secret, random hex that may hold "80", does not
+            updated = template(S["update_hidden_default"]).replace("port: '80'", "port: '443'")
+            assert "port: '443'" in updated and S["update_hidden_default"] in updated
+            new_config = {"config": [{"resource": "heat", "resource_data": {"template": updated}}]}
             assert rpc.call(ADMIN, "update_network_function", network_function_id=nf_id,
                             config=new_config) is None
             wait_status(rpc, nf_id)

@@ -34,6 +34,8 @@ from typing import Any, Callable, Iterable, Optional
 
 import yaml
 
+from nfp import jsonfast
+
 #: a reference to a stored secret, in place of its value
 SECRET_PREFIX = "secret:"
 #: last words of secret-like keys
@@ -227,10 +229,10 @@ def may_hold_secrets(payload: Any) -> bool:
     and no escape (an escape in a document string could spell one). Intake calls
     this for every create; the walk costs ten times more."""
     try:
-        text = json.dumps(payload, default=str)
+        text = jsonfast.dumps(payload, default=str)
     except (TypeError, ValueError):
         return True
-    return "\\" in text or _may_hold_secrets(text)
+    return "\\" in text or not text.isascii() or _may_hold_secrets(text)
 
 
 def reveal(node: Any, get: Callable[[str], str]) -> Any:

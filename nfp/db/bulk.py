@@ -6,8 +6,9 @@ every row's parameters in Python; profiled at intake (``bench/bench_rpc.py``),
 that was the largest single cost of accepting a create after the database wait.
 On PostgreSQL the rows travel instead as one JSON array, which
 ``json_populate_recordset`` turns into rows of the table's own type in C: the
-Python side is one ``json.dumps``. Other databases (SQLite) take SQLAlchemy's
-ordinary executemany, so both paths store the same values.
+Python side is one JSON encoding, by orjson (:mod:`nfp.jsonfast`). Other
+databases (SQLite) take SQLAlchemy's ordinary executemany, so both paths store
+the same values.
 
 Column defaults declared in Python (``default=...``) are not server defaults, so
 they are filled in here for columns a row leaves out, as SQLAlchemy would.
@@ -15,11 +16,12 @@ they are filled in here for columns a row leaves out, as SQLAlchemy would.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any, Iterable, Optional, Sequence
 
 from sqlalchemy import Table, insert, text
 from sqlalchemy.sql.schema import Column
+
+from nfp import jsonfast
 
 
 def insert_rows(conn, table: Table, rows: list[dict[str, Any]],
@@ -34,7 +36,7 @@ def insert_rows(conn, table: Table, rows: list[dict[str, Any]],
         return _executemany(conn, table, rows, returning)
     names = _columns(table, rows)
     filled = [_with_defaults(table, names, row) for row in rows]
-    data = json.dumps(filled, default=_json_value, separators=(",", ":"))
+    data = jsonfast.dumps(filled, _json_value)
     if "\\u0000" in data:
         # a NUL byte: the driver's own refusal names it (nfp.faults.data_field finds
         # the field), where the server's JSON error would not

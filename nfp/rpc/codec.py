@@ -18,6 +18,7 @@ import traceback
 import uuid
 from typing import Any, Mapping, Optional, Union
 
+from nfp import jsonfast
 from nfp.rpc import inflate
 from nfp.rpc.types import IncomingRequest
 
@@ -99,7 +100,7 @@ def unwrap(body: Raw, headers: Optional[Mapping[str, Any]] = None) -> dict[str, 
     if not isinstance(inner, str):
         raise CodecError(MESSAGE_KEY, f"must be a JSON string, not {_kind(inner)}")
     try:
-        message = json.loads(inner)
+        message = jsonfast.loads(inner)
     except ValueError as exc:
         raise CodecError(MESSAGE_KEY, f"invalid JSON: {exc.args[0] if exc.args else exc}") from None
     if not isinstance(message, dict):
@@ -131,7 +132,7 @@ def _load_json(body: Raw) -> Any:
     if not isinstance(body, (bytes, bytearray, str)):
         raise CodecError("body", f"unsupported body type {type(body).__name__}")
     try:
-        return json.loads(body)  # bytes are decoded as UTF-8 (RFC 8259)
+        return jsonfast.loads(body)  # bytes are decoded as UTF-8 (RFC 8259)
     except UnicodeDecodeError:
         raise CodecError("body", "not UTF-8 text") from None
     except ValueError as exc:

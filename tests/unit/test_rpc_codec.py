@@ -130,6 +130,10 @@ def test_compressed_body_is_inflated_with_zlib():
     (codec.wrap({"method": "m", "_msg_id": "abc"}), {}, "_reply_q"),
     (codec.wrap({"method": "m", "_msg_id": "a", "_reply_q": "r", "_timeout": "soon"}), {}, "_timeout"),
     (codec.wrap({"method": "m", "_msg_id": "a", "_reply_q": "r", "_timeout": True}), {}, "_timeout"),
+    # NaN and infinities are not JSON: refused at the door, not stored as null
+    (codec.wrap({"method": "m", "args": {"x": float("nan")}}), {}, "oslo.message"),
+    (b'{"method": "m", "args": {"x": -Infinity}}', {}, "body"),
+    (b'{"method": "m", "args": {"x": 1e999}}', {}, "body"),
     (b"xx", {"compression": "application/x-gzip"}, "headers.compression"),
     (b"xx", {"compression": "application/x-lzma-unknown"}, "headers.compression"),
 ])

@@ -8,6 +8,7 @@ on the next start. SIGHUP reloads the configuration: new workers boot before the
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -174,6 +175,14 @@ class OrchestratorService:
         self.listener = RpcListener(self.conf, self.endpoints,
                                     topics=[self.conf.rpc.topic, self.conf.rpc.notification_topic],
                                     sessionmaker=self.sessionmaker)  # the notification outbox
+        # What booting built (SQLAlchemy's and pydantic's structures, the modules)
+        # lives as long as the process: frozen out of the cyclic collector, which
+        # otherwise walks it again on every full collection. Under a burst the
+        # listener's collections took 0.58 s per thousand; frozen, 0.22-0.27 s,
+        # and intake drained 5,136-5,350 creates/s against 3,453-4,782 (a GC
+        # callback timing them in alternating runs of 20,000 casts).
+        gc.collect()
+        gc.freeze()
         self.listener.start()
         from nfp.rpc.topology import durability_warning
         warning = durability_warning(self.conf)

@@ -225,9 +225,11 @@ def holds_reference(node: Any) -> bool:
 
 def may_hold_secrets(payload: Any) -> bool:
     """False only when the walk of :class:`Sealer` cannot find anything in ``payload``:
-    its JSON text holds none of the words a secret comes with (:func:`_may_hold_secrets`)
-    and no escape (an escape in a document string could spell one). Intake calls
-    this for every create; the walk costs ten times more."""
+    its JSON text holds none of the words a secret comes with (:func:`_may_hold_secrets`),
+    no escape (an escape in a document string could spell one) and nothing but
+    ASCII (the standard library's text escaped every other character, so such a
+    payload was always walked; it still is). Intake calls this for every create;
+    the walk costs ten times more."""
     try:
         text = jsonfast.dumps(payload, default=str)
     except (TypeError, ValueError):

@@ -93,8 +93,9 @@ class OrchestratorConf(_Section):
     drain_timeout: float = Field(default=30, ge=0)
     #: added to the workers' CPU nice value, so intake wins under a burst (0 = same)
     worker_nice: int = Field(default=5, ge=0, le=19)
-    #: a group commit of at least this many requests means a backlog: workers
-    #: hold back new steps briefly so the burst is made durable first
+    #: at least this many requests waiting to be committed (ready on the broker's
+    #: topic queues, or delivered and not yet committed) is a backlog: workers hold
+    #: back new steps while it lasts, so the burst is made durable first
     intake_priority_batch: int = Field(default=200, ge=1)
     #: longest continuous intake priority in seconds (0 = never); execution then
     #: gets a quarter of that before priority can return

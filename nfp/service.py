@@ -170,11 +170,11 @@ class OrchestratorService:
         self.supervisor = Supervisor(self.conf, on_notify=self._notify, app=self.app)
         self.supervisor.start()
         self.endpoints = OrchestratorEndpoints(self.conf, self.sessionmaker, self.supervisor.dispatch,
-                                               on_batch=self.supervisor.note_intake,
                                                read_engine=self.read_engine)
         self.listener = RpcListener(self.conf, self.endpoints,
                                     topics=[self.conf.rpc.topic, self.conf.rpc.notification_topic],
-                                    sessionmaker=self.sessionmaker)  # the notification outbox
+                                    sessionmaker=self.sessionmaker,  # the notification outbox
+                                    on_backlog=self.supervisor.note_backlog)
         # What booting built (SQLAlchemy's and pydantic's structures, the modules)
         # lives as long as the process: frozen out of the cyclic collector, which
         # otherwise walks it again on every full collection. Under a burst the

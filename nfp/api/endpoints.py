@@ -83,14 +83,12 @@ class OrchestratorEndpoints(ReadEndpoints):
         dispatch(callable): ``(refs) -> None`` hands committed steps to workers.
     """
 
-    def __init__(self, conf, sessionmaker, dispatch: Callable[[list], None],
-                 on_batch: Optional[Callable[[int], None]] = None, read_engine=None):
+    def __init__(self, conf, sessionmaker, dispatch: Callable[[list], None], read_engine=None):
         self.conf = conf
         self.sessionmaker = sessionmaker
         #: autocommit connections for the hot read (:func:`nfp.db.budget.listener_read_pool`)
         self.read_engine = read_engine if read_engine is not None else sessionmaker.kw["bind"]
         self.dispatch = dispatch
-        self.on_batch = on_batch or (lambda size: None)
         self._secrets = None
         #: the connection inline reads hold (PostgreSQL; the consumer thread only), opened on first use
         self._held = None
@@ -164,7 +162,6 @@ class OrchestratorEndpoints(ReadEndpoints):
         self._release_held()
 
     def handle_mutations(self, requests: list[IncomingRequest]) -> list[Reply]:
-        self.on_batch(len(requests))
         try:
             return self._batch(requests)
         except SQLAlchemyError as exc:

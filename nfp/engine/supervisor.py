@@ -136,9 +136,10 @@ class Supervisor:
         """The shared "no new steps before" time (see :mod:`nfp.engine.intake_priority`)."""
         return self.priority.busy_until
 
-    def note_intake(self, batch_size: int) -> None:
-        """Called by the intake after each group commit (see :class:`IntakePriority`)."""
-        self.priority.note_intake(batch_size)
+    def note_backlog(self, waiting: int) -> None:
+        """Called by the listener with the requests waiting to be committed (see
+        :class:`IntakePriority`)."""
+        self.priority.note_backlog(waiting)
 
     # -- lifecycle --------------------------------------------------------
     def start(self, wait_ready: float = 60.0) -> None:

@@ -18,6 +18,12 @@ Threads, each with one job (the dramatiq / oslo pattern):
 
 A mutation is acked only after ``dispatcher.handle_mutations`` has committed
 it; reads and refused messages are acked once answered.
+
+Given ``on_backlog``, the consumer also counts, every ``BACKLOG_CHECK_EVERY``
+s, the requests waiting to be committed: those ready on the broker's shared
+topic queues (a passive declare) plus those delivered and not yet settled
+here. The orchestrator holds its workers back while that backlog is large
+(:mod:`nfp.engine.intake_priority`).
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from kombu.mixins import ConsumerMixin
 
@@ -58,6 +64,8 @@ RECONNECT_START = 0.5
 RECONNECT_MAX = 15.0
 #: seconds between AMQP heartbeat checks
 HEARTBEAT_CHECK_EVERY = 1.0
+#: seconds between counts of the requests waiting on the broker (``on_backlog``)
+BACKLOG_CHECK_EVERY = 0.25
 
 
 class RpcListener(ConsumerMixin):
@@ -73,13 +81,16 @@ class RpcListener(ConsumerMixin):
         sessionmaker: the database of the notification outbox (:mod:`nfp.outbox`);
             without one, notifications are published directly and a broker
             outage loses them.
+        on_backlog(callable): ``(waiting)``, called on the consumer thread every
+            ``BACKLOG_CHECK_EVERY`` s with the requests waiting to be committed.
     """
 
     def __init__(self, conf: NfpConfig, dispatcher: Dispatcher, topics: Optional[list[str]] = None,
                  *, url: Optional[str] = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-                 sessionmaker=None):
+                 sessionmaker=None, on_backlog: Optional[Callable[[int], None]] = None):
         self.conf = conf
         self.dispatcher = dispatcher
+        self.on_backlog = on_backlog
         self.topics = list(topics or [conf.rpc.topic, conf.rpc.notification_topic])
         self.url = url or conf.transport_url
         self.counters = Counters()
@@ -261,6 +272,10 @@ class RpcListener(ConsumerMixin):
                                       on_message=functools.partial(self._on_message, group.topic),
                                       on_decode_error=functools.partial(self._on_decode_error,
                                                                         group.topic)))
+        if self.on_backlog is not None:
+            # before the first basic.consume: a backlog holds the workers back
+            # from the first delivery on, not from the consumer loop's first turn
+            self._count_backlog(channel)
         return consumers
 
     def on_consume_ready(self, connection, channel, consumers, **kwargs) -> None:
@@ -272,13 +287,17 @@ class RpcListener(ConsumerMixin):
     def consume(self, *args, **kwargs):
         """ConsumerMixin's consume with nfp's own drain loop: acks are applied
         between short drains and mutations are handed to the intake in groups."""
-        with self.consumer_context() as (conn, _channel, _consumers):
-            self._consume(conn)
+        with self.consumer_context() as (conn, channel, _consumers):
+            self._consume(conn, channel)
             yield
 
-    def _consume(self, conn) -> None:
+    def _consume(self, conn, channel) -> None:
         next_check = time.monotonic() + HEARTBEAT_CHECK_EVERY
+        next_count = time.monotonic()
         while not self.should_stop:
+            if self.on_backlog is not None and time.monotonic() >= next_count:
+                self._count_backlog(channel)
+                next_count = time.monotonic() + BACKLOG_CHECK_EVERY
             self._settlements.apply()
             try:
                 conn.drain_events(timeout=HANDOFF_LINGER if self._handoff else DRAIN_TIMEOUT)
@@ -290,6 +309,23 @@ class RpcListener(ConsumerMixin):
                 conn.heartbeat_check()
                 next_check = time.monotonic() + HEARTBEAT_CHECK_EVERY
         self._hand_off()
+
+    def _count_backlog(self, channel) -> None:
+        """Report the requests waiting to be committed: ready on the shared topic
+        queues (other hosts' consumers compete for those) plus delivered here and
+        not yet settled. Deliveries that arrive while the broker answers are
+        routed as usual (py-amqp dispatches them during the wait)."""
+        waiting = self._settlements.in_flight
+        try:
+            for group in self._served:
+                waiting += group.queues[0](channel).queue_declare(passive=True).message_count
+        except self._recoverable:
+            raise  # the connection is gone: reconnect
+        except Exception as exc:  # a count is advice: intake must not stop for it
+            self._ratelog.log(logging.WARNING, "backlog", "Could not count the requests waiting "
+                              "on the broker (%s); counting only those delivered here.",
+                              describe(exc))
+        self.on_backlog(waiting)
 
     def _hand_off(self) -> None:
         """Pass the mutations collected so far to the intake in one piece."""

@@ -212,6 +212,25 @@ def test_mutations_are_batched_and_acked_only_after_commit(start, client):
     assert sorted(d.done) == list(range(21))
 
 
+def test_the_backlog_is_counted_before_consuming_and_until_committed(start, client):
+    """``on_backlog`` gets the requests waiting to be committed: ready on the
+    topic queue before the first delivery, then ready plus delivered and
+    unsettled while the commit is held, and none once they are committed."""
+    for v in range(30):
+        client.cast({}, "record", v=v)
+    d = Recorder()
+    d.gate.clear()
+    counts: list[int] = []
+    start(d, on_backlog=counts.append)
+    assert counts[0] == 30  # counted in get_consumers, before basic.consume
+    d.entered.wait(WAIT)
+    until(lambda: len(counts) >= 3, what="counts while the commit is held")
+    assert counts[-1] == 30  # delivered or not, none is committed yet
+    d.gate.set()
+    until(lambda: len(d.done) == 30, what="30 commits")
+    until(lambda: counts[-1] == 0, what="a count of zero after the commits")
+
+
 def test_messages_not_committed_at_stop_are_redelivered(conf, client):
     d1 = Recorder()
     d1.gate.clear()

@@ -91,6 +91,7 @@ class RpcListener(ConsumerMixin):
         self.conf = conf
         self.dispatcher = dispatcher
         self.on_backlog = on_backlog
+        self._received_at_count = -1  # deliveries counted at the last backlog count
         self.topics = list(topics or [conf.rpc.topic, conf.rpc.notification_topic])
         self.url = url or conf.transport_url
         self.counters = Counters()
@@ -274,7 +275,9 @@ class RpcListener(ConsumerMixin):
                                                                         group.topic)))
         if self.on_backlog is not None:
             # before the first basic.consume: a backlog holds the workers back
-            # from the first delivery on, not from the consumer loop's first turn
+            # from the first delivery on, not from the consumer loop's first turn;
+            # nothing is consumed yet, so the broker is always asked
+            self._received_at_count = -1
             self._count_backlog(channel)
         return consumers
 
@@ -314,8 +317,15 @@ class RpcListener(ConsumerMixin):
         """Report the requests waiting to be committed: ready on the shared topic
         queues (other hosts' consumers compete for those) plus delivered here and
         not yet settled. Deliveries that arrive while the broker answers are
-        routed as usual (py-amqp dispatches them during the wait)."""
+        routed as usual (py-amqp dispatches them during the wait). An idle
+        listener is not asked about: with nothing delivered since the last count
+        and nothing in flight, the prefetch window is open and empty, so the
+        broker has nothing ready for it."""
         waiting = self._settlements.in_flight
+        received, self._received_at_count = self._received_at_count, self.counters["received"]
+        if waiting == 0 and received == self._received_at_count:
+            self.on_backlog(0)
+            return
         try:
             for group in self._served:
                 waiting += group.queues[0](channel).queue_declare(passive=True).message_count

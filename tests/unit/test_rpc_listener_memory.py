@@ -231,6 +231,31 @@ def test_the_backlog_is_counted_before_consuming_and_until_committed(start, clie
     until(lambda: counts[-1] == 0, what="a count of zero after the commits")
 
 
+def test_an_idle_listener_does_not_ask_the_broker_for_its_backlog(start, client, monkeypatch):
+    """Nothing delivered and nothing in flight: the window is open and empty, so
+    the count is 0 without a passive declare; a delivery makes it ask again."""
+    import kombu
+    asked = []
+    declare = kombu.Queue.queue_declare
+
+    def counting(self, *args, **kwargs):
+        if kwargs.get("passive"):
+            asked.append(self.name)
+        return declare(self, *args, **kwargs)
+
+    monkeypatch.setattr(kombu.Queue, "queue_declare", counting)
+    d = Recorder()
+    counts: list[int] = []
+    start(d, on_backlog=counts.append)
+    until(lambda: len(counts) >= 6, what="counts of an idle listener")
+    assert asked == [TOPIC] and set(counts) == {0}  # only the count before consuming
+    d.gate.clear()
+    client.cast({}, "record", v=1)
+    until(lambda: len(asked) >= 2, what="a count that asks the broker")
+    d.gate.set()
+    until(lambda: d.done == [1], what="the commit")
+
+
 def test_messages_not_committed_at_stop_are_redelivered(conf, client):
     d1 = Recorder()
     d1.gate.clear()

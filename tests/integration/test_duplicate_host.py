@@ -122,7 +122,9 @@ def test_a_machine_paused_past_its_leases_and_taken_over_halts_when_it_resumes(
 def test_a_replacement_started_right_after_the_machine_died_takes_it_over(
         tmp_path, pg_url, rabbit_url):
     topic = f"nfp-dup-{uuid.uuid4().hex[:8]}"
-    ttl = 6
+    # b must boot while a's heartbeats are younger than this; on a slow machine
+    # its boot took longer than 6 s, and b then simply took the free members over
+    ttl = 20
     a = _machine(tmp_path, "a", pg_url, rabbit_url, topic, ttl=ttl)
     a.start(timeout=120)
     try:

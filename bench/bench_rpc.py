@@ -309,7 +309,7 @@ def run_nfp(url: str, admin_db_url: str, count: int, calls: int, workers: int,
             before_round()
             db.clean_slate()  # every round (and (d)) starts from the same tables
             publish_rate = preload(url, conf, topic, count)
-            drains.append(timed_intake(daemon, db, 0, count))
+            drains.append(timed_intake(daemon, db, count))
         intake = {key: statistics.median(d[key] for d in drains) for key in drains[0]}
         e2e = {}
         if e2e_count:
@@ -352,14 +352,14 @@ def latency_beside_oslo(url: str, call_nfp: Callable[[], object], calls: int) ->
     return {**got["nfp"], "oslo_beside": got["oslo"]}
 
 
-def timed_intake(daemon: Daemon, db: Postgres, base: int, count: int, timeout: float = 900) -> dict:
+def timed_intake(daemon: Daemon, db: Postgres, count: int, timeout: float = 900) -> dict:
     """Start the daemon on a full queue; time from the first committed NF to the last."""
     started = time.perf_counter()
     daemon.start()
     first_t = first_n = None
     deadline = time.monotonic() + timeout
     while True:
-        n = db.count_nfs() - base
+        n = db.count_nfs()
         now = time.perf_counter()
         if n > 0 and first_t is None:
             first_t, first_n = now, n

@@ -91,7 +91,7 @@ class RpcListener(ConsumerMixin):
         self.conf = conf
         self.dispatcher = dispatcher
         self.on_backlog = on_backlog
-        self._received_at_count = -1  # deliveries counted at the last backlog count
+        self._received_at_count = 0  # deliveries received at the last backlog count
         self.topics = list(topics or [conf.rpc.topic, conf.rpc.notification_topic])
         self.url = url or conf.transport_url
         self.counters = Counters()
@@ -277,8 +277,7 @@ class RpcListener(ConsumerMixin):
             # before the first basic.consume: a backlog holds the workers back
             # from the first delivery on, not from the consumer loop's first turn;
             # nothing is consumed yet, so the broker is always asked
-            self._received_at_count = -1
-            self._count_backlog(channel)
+            self._count_backlog(channel, ask_broker=True)
         return consumers
 
     def on_consume_ready(self, connection, channel, consumers, **kwargs) -> None:
@@ -313,7 +312,7 @@ class RpcListener(ConsumerMixin):
                 next_check = time.monotonic() + HEARTBEAT_CHECK_EVERY
         self._hand_off()
 
-    def _count_backlog(self, channel) -> None:
+    def _count_backlog(self, channel, ask_broker: bool = False) -> None:
         """Report the requests waiting to be committed: ready on the shared topic
         queues (other hosts' consumers compete for those) plus delivered here and
         not yet settled. Deliveries that arrive while the broker answers are
@@ -322,8 +321,10 @@ class RpcListener(ConsumerMixin):
         and nothing in flight, the prefetch window is open and empty, so the
         broker has nothing ready for it."""
         waiting = self._settlements.in_flight
-        received, self._received_at_count = self._received_at_count, self.counters["received"]
-        if waiting == 0 and received == self._received_at_count:
+        received = self.counters["received"]
+        idle = waiting == 0 and received == self._received_at_count
+        self._received_at_count = received
+        if idle and not ask_broker:
             self.on_backlog(0)
             return
         try:
